@@ -1,0 +1,339 @@
+//! # uktest — in-guest tests
+//!
+//! What it offers, in the spirit of Unikraft's `lib/uktest`:
+//!
+//! * a registry: [`test_case!`] registers a `fn() -> TestResult` from any
+//!   crate into the [`TESTS`] distributed slice under the name
+//!   `module_path::function`;
+//! * assertion macros that *return* a [`Failure`] instead of panicking (images
+//!   are built with `panic = abort`, so a panic would end the whole run):
+//!   [`ut_assert!`], [`ut_assert_eq!`], [`ut_assert_ne!`], [`ut_fail!`]. A
+//!   failure records the file and line (`#[track_caller]`) and a message
+//!   formatted into a fixed-size buffer ([`MESSAGE_CAPACITY`] bytes, so a
+//!   `Failure` stays under clippy's 128-byte `result_large_err` limit): no
+//!   heap needed, so the allocator itself can be tested;
+//! * a runner, [`run_all`] (also usable as an app's `main`: [`main`]), that
+//!   runs the tests in name order and prints one line per case —
+//!   `test NAME ... ok (N cycles)` or `test NAME ... FAILED at FILE:LINE: message` —
+//!   and then, alone on the last line, `N passed, N failed`. It returns 0 when
+//!   every selected test passed, 1 otherwise; selecting no test at all is a
+//!   failure too (a filter with a typo must not look like success).
+//!
+//! How libraries use it: an optional dependency on `uktest` behind a cargo
+//! feature named `uktest`, which `cargo xtask` enables on every selected
+//! library when `uktest` itself is selected:
+//!
+//! ```toml
+//! [dependencies]
+//! uktest = { workspace = true, optional = true }
+//! [features]
+//! uktest = ["dep:uktest"]
+//! ```
+//!
+//! ```
+//! use uktest::{TestResult, ut_assert, ut_assert_eq};
+//!
+//! fn addition_works() -> TestResult {
+//!     ut_assert_eq!(1 + 1, 2);
+//!     ut_assert!(2 > 1, "ordering of {} and {}", 2, 1);
+//!     Ok(())
+//! }
+//! uktest::test_case!(addition_works);
+//! # fn main() { assert!(addition_works().is_ok()); }
+//! ```
+//!
+//! **Needs:** `ukplat` (console output, command line), `ukarch` (TSC for the
+//! cycle counts), `ukboot` (command-line parsing), `ukconfig`. Not
+//! `ukconsole`: that crate registers its own tests here, and Cargo forbids
+//! the dependency cycle, so the runner writes to the platform console.
+//!
+//! **Config options:** `filter` (run only tests whose name contains the text;
+//! `uktest.filter=TEXT` on the kernel command line overrides it),
+//! `fail_fast` (stop at the first failure).
+//!
+//! **Why `linkme`:** test cases are registered from the crates that define
+//! them, without a central list, collected by the linker into one slice (as
+//! Unikraft does with a linker section) — the same mechanism as `ukboot`'s
+//! init table.
+#![cfg_attr(not(test), no_std)]
+
+mod failure;
+mod runner;
+
+pub use failure::{Failure, MESSAGE_CAPACITY, Message};
+#[doc(hidden)]
+pub use linkme;
+pub use runner::{Options, Summary, run};
+
+/// What a test function returns: `Ok(())` or the first failed assertion.
+pub type TestResult = Result<(), Failure>;
+
+/// One registered test case.
+#[derive(Debug)]
+pub struct TestCase {
+    /// `module_path::function`, the sort key and what filters match.
+    pub name: &'static str,
+    /// The test.
+    pub func: fn() -> TestResult,
+}
+
+/// Every test case registered with [`test_case!`] in every linked crate.
+#[linkme::distributed_slice]
+pub static TESTS: [TestCase];
+
+/// Registers `func: fn() -> TestResult` as a test case named
+/// `module_path!()::func`.
+///
+/// ```
+/// fn always_passes() -> uktest::TestResult {
+///     Ok(())
+/// }
+/// uktest::test_case!(always_passes);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! test_case {
+    ($func:path) => {
+        const _: () = {
+            #[$crate::linkme::distributed_slice($crate::TESTS)]
+            #[linkme(crate = $crate::linkme)]
+            static CASE: $crate::TestCase = $crate::TestCase {
+                name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!($func)),
+                func: $func,
+            };
+        };
+    };
+}
+
+/// Fails the test (returns `Err(Failure)`) unless `cond` holds. The message
+/// is `assertion failed: COND`, followed by `: MESSAGE` when a format string
+/// and arguments are given.
+///
+/// ```
+/// fn check(x: u32) -> uktest::TestResult {
+///     uktest::ut_assert!(x < 10);
+///     uktest::ut_assert!(x % 2 == 0, "{} is odd", x);
+///     Ok(())
+/// }
+/// assert!(check(4).is_ok());
+/// assert_eq!(check(3).unwrap_err().message(), "assertion failed: x % 2 == 0: 3 is odd");
+/// ```
+#[macro_export]
+macro_rules! ut_assert {
+    ($cond:expr $(,)?) => {
+        if !$cond {
+            return ::core::result::Result::Err($crate::Failure::new(
+                ::core::format_args!("assertion failed: {}", ::core::stringify!($cond)),
+            ));
+        }
+    };
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return ::core::result::Result::Err($crate::Failure::new(
+                ::core::format_args!(
+                    "assertion failed: {}: {}",
+                    ::core::stringify!($cond),
+                    ::core::format_args!($($arg)+)
+                ),
+            ));
+        }
+    };
+}
+
+/// Fails the test unless `left == right`; the message names both
+/// expressions and shows both values (`Debug`), plus an optional message.
+///
+/// ```
+/// fn check() -> uktest::TestResult {
+///     let v = 3;
+///     uktest::ut_assert_eq!(v + 1, 5, "off by {}", 1);
+///     Ok(())
+/// }
+/// assert_eq!(
+///     check().unwrap_err().message(),
+///     "assertion failed: v + 1 == 5 (left: 4, right: 5): off by 1"
+/// );
+/// ```
+#[macro_export]
+macro_rules! ut_assert_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if !(*left == *right) {
+                    return ::core::result::Result::Err($crate::Failure::new(
+                        ::core::format_args!(
+                            "assertion failed: {} == {} (left: {:?}, right: {:?})",
+                            ::core::stringify!($left),
+                            ::core::stringify!($right),
+                            left,
+                            right
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    ($left:expr, $right:expr, $($arg:tt)+) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if !(*left == *right) {
+                    return ::core::result::Result::Err($crate::Failure::new(
+                        ::core::format_args!(
+                            "assertion failed: {} == {} (left: {:?}, right: {:?}): {}",
+                            ::core::stringify!($left),
+                            ::core::stringify!($right),
+                            left,
+                            right,
+                            ::core::format_args!($($arg)+)
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+}
+
+/// Fails the test unless `left != right`; the message names both
+/// expressions and shows the value, plus an optional message.
+///
+/// ```
+/// fn check() -> uktest::TestResult {
+///     uktest::ut_assert_ne!(2 * 2, 4);
+///     Ok(())
+/// }
+/// assert_eq!(check().unwrap_err().message(), "assertion failed: 2 * 2 != 4 (both: 4)");
+/// ```
+#[macro_export]
+macro_rules! ut_assert_ne {
+    ($left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if *left == *right {
+                    return ::core::result::Result::Err($crate::Failure::new(
+                        ::core::format_args!(
+                            "assertion failed: {} != {} (both: {:?})",
+                            ::core::stringify!($left),
+                            ::core::stringify!($right),
+                            left
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    ($left:expr, $right:expr, $($arg:tt)+) => {
+        match (&$left, &$right) {
+            (left, right) => {
+                if *left == *right {
+                    return ::core::result::Result::Err($crate::Failure::new(
+                        ::core::format_args!(
+                            "assertion failed: {} != {} (both: {:?}): {}",
+                            ::core::stringify!($left),
+                            ::core::stringify!($right),
+                            left,
+                            ::core::format_args!($($arg)+)
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+}
+
+/// Fails the test unconditionally with a formatted message.
+///
+/// ```
+/// fn check(found: Option<u8>) -> uktest::TestResult {
+///     let Some(_) = found else { uktest::ut_fail!("nothing found in {} tries", 3) };
+///     Ok(())
+/// }
+/// assert_eq!(check(None).unwrap_err().message(), "nothing found in 3 tries");
+/// ```
+#[macro_export]
+macro_rules! ut_fail {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::Failure::new(
+            ::core::format_args!($($arg)+),
+        ))
+    };
+}
+
+/// Runs every registered test with the filter and `fail_fast` from the
+/// configuration (`uktest.filter=TEXT` on the command line overrides the
+/// configured filter), printing to the platform console. Returns the exit
+/// status: 0 when at least one test ran and all passed, else 1.
+pub fn run_all() -> i32 {
+    let cmdline = ukplat::boot_info().cmdline;
+    let options = Options {
+        filter: ukboot::cmdline_value(cmdline, "uktest.filter").unwrap_or(ukconfig::uktest::FILTER),
+        fail_fast: ukconfig::uktest::FAIL_FAST,
+    };
+    run(&TESTS, &options, &mut ukplat::console::Writer).exit_code()
+}
+
+/// [`run_all`] with the signature of an app's `main`, so an image can be
+/// nothing but its tests (`ukboot::image_main!(uktest::main)`). The arguments
+/// are not used: the filter comes from `uktest.filter=` / the configuration.
+pub fn main(_args: &[&str]) -> i32 {
+    run_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered_on_host() -> TestResult {
+        Ok(())
+    }
+    test_case!(registered_on_host);
+
+    #[test]
+    fn test_case_registers_with_module_path_name() {
+        let case = TESTS.iter().find(|c| c.name.ends_with("registered_on_host")).unwrap();
+        assert_eq!(case.name, "uktest::tests::registered_on_host");
+        assert!((case.func)().is_ok());
+    }
+
+    fn asserts(x: i32) -> TestResult {
+        ut_assert!(x != 1);
+        ut_assert!(x != 2, "x is {}", x);
+        ut_assert_eq!(x * 2, 6 * 2);
+        ut_assert_eq!(x, 3, "hint {}", "h");
+        Ok(())
+    }
+
+    #[test]
+    fn assertion_macros_report_expression_values_file_and_line() {
+        let line = line!();
+        let f = asserts(1).unwrap_err();
+        assert_eq!(f.message(), "assertion failed: x != 1");
+        assert_eq!(f.file(), file!());
+        assert!(f.line() > line - 30 && f.line() < line, "{}", f.line());
+        assert_eq!(asserts(2).unwrap_err().message(), "assertion failed: x != 2: x is 2");
+        assert_eq!(
+            asserts(4).unwrap_err().message(),
+            "assertion failed: x * 2 == 6 * 2 (left: 8, right: 12)"
+        );
+        assert_eq!(asserts(6).unwrap_err().message(), "assertion failed: x == 3 (left: 6, right: 3): hint h");
+    }
+
+    #[test]
+    fn ne_and_fail_messages() {
+        fn ne(x: i32) -> TestResult {
+            ut_assert_ne!(x + 1, 4, "plus {}", 1);
+            ut_assert_ne!(x, 5);
+            ut_fail!("reached with {}", x)
+        }
+        assert_eq!(ne(3).unwrap_err().message(), "assertion failed: x + 1 != 4 (both: 4): plus 1");
+        assert_eq!(ne(5).unwrap_err().message(), "assertion failed: x != 5 (both: 5)");
+        assert_eq!(ne(7).unwrap_err().message(), "reached with 7");
+    }
+
+    #[test]
+    fn failure_display_names_location() {
+        let before = line!();
+        let f = Failure::new(format_args!("boom {}", 1));
+        assert_eq!(f.line(), before + 1);
+        assert_eq!(std::format!("{f}"), std::format!("{}:{}: boom 1", file!(), f.line()));
+    }
+}

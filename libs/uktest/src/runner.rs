@@ -1,0 +1,260 @@
+//! Running a set of test cases and reporting.
+
+use core::fmt::Write;
+
+use crate::TestCase;
+
+/// How to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options<'a> {
+    /// Run only the tests whose name contains this text (empty: all).
+    pub filter: &'a str,
+    /// Stop after the first failing test.
+    pub fail_fast: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Test cases registered.
+    pub registered: usize,
+    /// Selected by the filter.
+    pub selected: usize,
+    /// Ran and passed.
+    pub passed: usize,
+    /// Ran and failed.
+    pub failed: usize,
+    /// Not selected by the filter.
+    pub filtered_out: usize,
+    /// Selected but skipped after a failure under `fail_fast`.
+    pub not_run: usize,
+}
+
+impl Summary {
+    /// True when at least one test ran and none failed.
+    pub const fn success(&self) -> bool {
+        self.failed == 0 && self.passed > 0 && self.not_run == 0
+    }
+
+    /// The app exit status: 0 on [`Summary::success`], else 1.
+    pub const fn exit_code(&self) -> i32 {
+        if self.success() { 0 } else { 1 }
+    }
+}
+
+/// The selected tests in name order (ties: registration order), without
+/// allocation: each step picks the smallest key above the previous one.
+fn in_name_order<'t>(tests: &'t [TestCase], filter: &'t str) -> impl Iterator<Item = &'t TestCase> + 't {
+    let key = |(i, t): (usize, &'t TestCase)| (t.name, i);
+    let mut last: Option<(&str, usize)> = None;
+    core::iter::from_fn(move || {
+        let next = tests
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.name.contains(filter))
+            .filter(|&e| last.is_none_or(|l| key(e) > l))
+            .min_by_key(|&e| key(e))?;
+        last = Some(key(next));
+        Some(next.1)
+    })
+}
+
+/// Runs the tests of `tests` selected by `options`, in name order, writing
+/// one line per case and a summary to `out` (the last line is exactly
+/// `N passed, N failed`).
+///
+/// ```
+/// fn good() -> uktest::TestResult { Ok(()) }
+/// fn bad() -> uktest::TestResult { uktest::ut_assert_eq!(1, 2); Ok(()) }
+/// let tests = [
+///     uktest::TestCase { name: "m::good", func: good },
+///     uktest::TestCase { name: "m::bad", func: bad },
+/// ];
+/// let mut out = String::new();
+/// let summary = uktest::run(&tests, &uktest::Options::default(), &mut out);
+/// assert_eq!((summary.passed, summary.failed), (1, 1));
+/// assert!(out.contains("test m::bad ... FAILED at "));
+/// assert!(out.ends_with("\n1 passed, 1 failed\n"));
+/// ```
+pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Summary {
+    // Output errors cannot be reported anywhere better than the output, so
+    // they are ignored (the platform console never fails).
+    let filter = options.filter;
+    let mut summary = Summary { registered: tests.len(), ..Summary::default() };
+    summary.selected = tests.iter().filter(|t| t.name.contains(filter)).count();
+    summary.filtered_out = summary.registered - summary.selected;
+
+    if summary.selected == 0 {
+        if summary.registered == 0 {
+            let _ = writeln!(
+                out,
+                "uktest: no test registered (was the `uktest` feature enabled on the libraries?); \
+                 running no test is a failure"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "uktest: no test selected: the filter \"{filter}\" matches none of the {} registered tests; \
+                 running no test is a failure",
+                summary.registered
+            );
+        }
+        let _ = writeln!(out, "0 passed, 0 failed");
+        return summary;
+    }
+
+    if filter.is_empty() {
+        let _ = writeln!(out, "uktest: running {} tests", summary.selected);
+    } else {
+        let _ = writeln!(
+            out,
+            "uktest: running {} of {} tests (filter \"{filter}\")",
+            summary.selected, summary.registered
+        );
+    }
+
+    for case in in_name_order(tests, filter) {
+        if options.fail_fast && summary.failed > 0 {
+            summary.not_run += 1;
+            continue;
+        }
+        let start = ukarch::tsc::read();
+        let result = (case.func)();
+        let cycles = ukarch::tsc::read().wrapping_sub(start);
+        match result {
+            Ok(()) => {
+                summary.passed += 1;
+                let _ = writeln!(out, "test {} ... ok ({cycles} cycles)", case.name);
+            }
+            Err(failure) => {
+                summary.failed += 1;
+                let _ = writeln!(
+                    out,
+                    "test {} ... FAILED at {}:{}: {}",
+                    case.name,
+                    failure.file(),
+                    failure.line(),
+                    failure.message()
+                );
+            }
+        }
+    }
+
+    if summary.not_run > 0 {
+        let _ = writeln!(
+            out,
+            "uktest: fail_fast: stopped at the first failure, {} tests not run",
+            summary.not_run
+        );
+    }
+    if summary.filtered_out > 0 {
+        let _ = writeln!(out, "uktest: {} filtered out by \"{filter}\"", summary.filtered_out);
+    }
+    let _ = writeln!(out, "{} passed, {} failed", summary.passed, summary.failed);
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{TestResult, ut_assert, ut_assert_eq};
+    use std::string::String;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    fn pass() -> TestResult {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn fail() -> TestResult {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        ut_assert_eq!(1 + 1, 3);
+        Ok(())
+    }
+    fn fail_msg() -> TestResult {
+        ut_assert!(false, "value {}", 42);
+        Ok(())
+    }
+
+    fn cases() -> [TestCase; 4] {
+        [
+            TestCase { name: "b::pass", func: pass },
+            TestCase { name: "a::fail", func: fail },
+            TestCase { name: "c::fail_msg", func: fail_msg },
+            TestCase { name: "a::pass", func: pass },
+        ]
+    }
+
+    fn lines(out: &str) -> std::vec::Vec<&str> {
+        out.lines().collect()
+    }
+
+    #[test]
+    fn runs_in_name_order_and_reports_each_case() {
+        let mut out = String::new();
+        let s = run(&cases(), &Options::default(), &mut out);
+        assert_eq!((s.passed, s.failed, s.filtered_out, s.not_run), (2, 2, 0, 0));
+        assert_eq!(s.exit_code(), 1);
+        let l = lines(&out);
+        assert_eq!(l[0], "uktest: running 4 tests");
+        assert!(l[1].starts_with("test a::fail ... FAILED at "), "{}", l[1]);
+        assert!(l[1].ends_with(": assertion failed: 1 + 1 == 3 (left: 2, right: 3)"), "{}", l[1]);
+        assert!(l[1].contains(file!()), "{}", l[1]);
+        assert!(l[2].starts_with("test a::pass ... ok ("), "{}", l[2]);
+        assert!(l[2].ends_with(" cycles)"), "{}", l[2]);
+        assert!(l[3].starts_with("test b::pass ... ok ("), "{}", l[3]);
+        assert!(l[4].ends_with(": assertion failed: false: value 42"), "{}", l[4]);
+        assert_eq!(*l.last().unwrap(), "2 passed, 2 failed");
+        assert_eq!(l.len(), 6);
+    }
+
+    #[test]
+    fn filter_selects_by_substring_and_counts_the_rest_on_a_separate_line() {
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: "pass", fail_fast: false }, &mut out);
+        assert_eq!((s.passed, s.failed, s.filtered_out), (2, 0, 2));
+        assert_eq!(s.exit_code(), 0);
+        let l = lines(&out);
+        assert_eq!(l[0], "uktest: running 2 of 4 tests (filter \"pass\")");
+        assert_eq!(l[l.len() - 2], "uktest: 2 filtered out by \"pass\"");
+        assert_eq!(l[l.len() - 1], "2 passed, 0 failed");
+    }
+
+    #[test]
+    fn fail_fast_stops_at_the_first_failure() {
+        let mut out = String::new();
+        let before = RUNS.load(Ordering::SeqCst);
+        let s = run(&cases(), &Options { filter: "", fail_fast: true }, &mut out);
+        assert_eq!((s.passed, s.failed, s.not_run), (0, 1, 3));
+        // Only a::fail ran (other tests may run `pass` concurrently, so >= 1).
+        assert!(RUNS.load(Ordering::SeqCst) > before);
+        let l = lines(&out);
+        assert_eq!(l.len(), 4, "{out}");
+        assert_eq!(l[2], "uktest: fail_fast: stopped at the first failure, 3 tests not run");
+        assert_eq!(l[3], "0 passed, 1 failed");
+        assert_eq!(s.exit_code(), 1);
+    }
+
+    #[test]
+    fn selecting_nothing_is_a_failure_with_a_reason() {
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: "nomatch", fail_fast: false }, &mut out);
+        assert_eq!(s.exit_code(), 1);
+        assert!(out.contains("the filter \"nomatch\" matches none of the 4 registered tests"), "{out}");
+        assert!(out.ends_with("\n0 passed, 0 failed\n"));
+
+        let mut out = String::new();
+        let s = run(&[], &Options::default(), &mut out);
+        assert_eq!(s.exit_code(), 1);
+        assert!(out.starts_with("uktest: no test registered"), "{out}");
+    }
+
+    #[test]
+    fn duplicate_names_all_run() {
+        let tests = [TestCase { name: "x", func: pass }, TestCase { name: "x", func: pass }];
+        let mut out = String::new();
+        let s = run(&tests, &Options::default(), &mut out);
+        assert_eq!(s.passed, 2);
+    }
+}

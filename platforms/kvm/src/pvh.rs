@@ -1,0 +1,265 @@
+//! The PVH boot protocol: `struct hvm_start_info` (Xen's `arch-x86/hvm/start_info.h`)
+//! turned into [`ukplat::BootInfo`].
+//!
+//! QEMU 7.2 fills version 1 (with a memory map) on microvm and q35. Its entries
+//! are not sorted and microvm appends an all-zero entry; the struct, the map
+//! and the command line live in low memory that later boot stages reuse, so
+//! everything is copied into static storage here.
+
+use ukplat::{BootInfo, MemoryKind, MemoryRegion, PhysRange};
+
+/// `hvm_start_info.magic`.
+pub const MAGIC: u32 = 0x336e_c578;
+/// Most memory-map entries kept; more is a boot error.
+pub const MAX_REGIONS: usize = 64;
+/// Longest command line kept; longer is a boot error.
+pub const MAX_CMDLINE: usize = 4096;
+/// Memory below this address is left to the platform (real-mode trampolines,
+/// BIOS data, the PVH structures themselves).
+pub const LOW_MEMORY_END: u64 = 0x10_0000;
+/// The boot map covers this much of the physical address space.
+pub const MAPPED_END: u64 = 1 << 32;
+
+/// `struct hvm_start_info`, version 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HvmStartInfo {
+    /// [`MAGIC`].
+    pub magic: u32,
+    /// 0 or 1 (1 adds the memory map).
+    pub version: u32,
+    /// Flags (unused).
+    pub flags: u32,
+    /// Number of modules (unused).
+    pub nr_modules: u32,
+    /// Module list (unused).
+    pub modlist_paddr: u64,
+    /// NUL-terminated command line, 0 if none.
+    pub cmdline_paddr: u64,
+    /// ACPI RSDP, 0 if not provided.
+    pub rsdp_paddr: u64,
+    /// Memory map (version 1).
+    pub memmap_paddr: u64,
+    /// Entries in the memory map (version 1).
+    pub memmap_entries: u32,
+    /// Reserved.
+    pub reserved: u32,
+}
+
+/// `struct hvm_memmap_table_entry`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HvmMemmapEntry {
+    /// Base address.
+    pub addr: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// E820 type.
+    pub kind: u32,
+    /// Reserved.
+    pub reserved: u32,
+}
+
+/// Why the boot information could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PvhError {
+    /// Wrong magic: not started through PVH.
+    BadMagic(u32),
+    /// Version 0 carries no memory map.
+    NoMemoryMap(u32),
+    /// More memory-map entries than [`MAX_REGIONS`].
+    TooManyRegions(u32),
+    /// Command line longer than [`MAX_CMDLINE`].
+    CmdlineTooLong,
+    /// Command line is not UTF-8.
+    CmdlineNotUtf8,
+}
+
+impl core::fmt::Display for PvhError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::BadMagic(m) => {
+                write!(f, "hvm_start_info magic is {m:#x}, expected {MAGIC:#x} (not a PVH boot?)")
+            }
+            Self::NoMemoryMap(v) => {
+                write!(f, "hvm_start_info version {v} has no memory map (need version 1)")
+            }
+            Self::TooManyRegions(n) => {
+                write!(f, "memory map has {n} entries, at most {MAX_REGIONS} are supported")
+            }
+            Self::CmdlineTooLong => write!(f, "command line longer than {MAX_CMDLINE} bytes"),
+            Self::CmdlineNotUtf8 => write!(f, "command line is not valid UTF-8"),
+        }
+    }
+}
+
+/// Copies of everything `BootInfo` points to.
+pub struct Storage {
+    map: [MemoryRegion; MAX_REGIONS],
+    map_len: usize,
+    free: [PhysRange; 2 * MAX_REGIONS],
+    free_len: usize,
+    cmdline: [u8; MAX_CMDLINE],
+    cmdline_len: usize,
+}
+
+impl Storage {
+    /// Builds the storage from the raw PVH data; `image` is the physical range
+    /// of the loaded image, which is excluded from the free memory.
+    pub fn new(
+        start: &HvmStartInfo,
+        memmap: &[HvmMemmapEntry],
+        cmdline: &[u8],
+        image: PhysRange,
+    ) -> Result<Self, PvhError> {
+        if start.magic != MAGIC {
+            return Err(PvhError::BadMagic(start.magic));
+        }
+        if start.version < 1 {
+            return Err(PvhError::NoMemoryMap(start.version));
+        }
+        if memmap.len() > MAX_REGIONS {
+            return Err(PvhError::TooManyRegions(memmap.len() as u32));
+        }
+        if cmdline.len() > MAX_CMDLINE {
+            return Err(PvhError::CmdlineTooLong);
+        }
+        core::str::from_utf8(cmdline).map_err(|_| PvhError::CmdlineNotUtf8)?;
+
+        let empty = MemoryRegion { range: PhysRange::default(), kind: MemoryKind::Reserved };
+        let mut storage = Self {
+            map: [empty; MAX_REGIONS],
+            map_len: 0,
+            free: [PhysRange::default(); 2 * MAX_REGIONS],
+            free_len: 0,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: cmdline.len(),
+        };
+        storage.cmdline[..cmdline.len()].copy_from_slice(cmdline);
+
+        for entry in memmap.iter().filter(|e| e.size != 0) {
+            storage.map[storage.map_len] = MemoryRegion {
+                range: PhysRange { start: entry.addr, end: entry.addr.saturating_add(entry.size) },
+                kind: MemoryKind::from_e820(entry.kind),
+            };
+            storage.map_len += 1;
+        }
+        storage.map[..storage.map_len].sort_unstable_by_key(|r| r.range.start);
+
+        // Free memory: RAM within the boot map, above low memory, minus the image.
+        for region in storage.map[..storage.map_len].iter().filter(|r| r.kind == MemoryKind::Ram) {
+            let start = region.range.start.max(LOW_MEMORY_END);
+            let end = region.range.end.min(MAPPED_END);
+            for piece in subtract(PhysRange { start, end }, image) {
+                if !piece.is_empty() {
+                    storage.free[storage.free_len] = piece;
+                    storage.free_len += 1;
+                }
+            }
+        }
+        Ok(storage)
+    }
+
+    /// The boot information over this storage.
+    pub fn boot_info(&'static self, rsdp: Option<u64>, boot_tsc: u64, image: PhysRange) -> BootInfo {
+        BootInfo {
+            memory_map: &self.map[..self.map_len],
+            free_memory: &self.free[..self.free_len],
+            // Checked to be UTF-8 in `new`.
+            cmdline: core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or(""),
+            rsdp,
+            boot_tsc,
+            image,
+        }
+    }
+}
+
+/// `range` minus `hole`: up to two pieces (either may be empty).
+pub fn subtract(range: PhysRange, hole: PhysRange) -> [PhysRange; 2] {
+    let empty = PhysRange::default();
+    if hole.is_empty() || hole.end <= range.start || hole.start >= range.end {
+        return [range, empty];
+    }
+    let below = PhysRange { start: range.start, end: hole.start.max(range.start) };
+    let above = PhysRange { start: hole.end.min(range.end), end: range.end };
+    [below, above]
+}
+
+/// Finds "RSD PTR " on a 16-byte boundary in the BIOS area, for VMMs that
+/// leave `rsdp_paddr` zero.
+///
+/// # Safety
+/// `0xE0000..0x100000` must be mapped and readable.
+#[cfg(target_os = "none")]
+pub unsafe fn scan_rsdp() -> Option<u64> {
+    (0xE0000u64..0x100000).step_by(16).find(|&addr| {
+        // SAFETY: the caller guarantees the BIOS area is mapped; 8 bytes at a
+        // 16-byte aligned address below 1 MiB stay inside it.
+        let sig = unsafe { core::ptr::read_volatile(addr as *const [u8; 8]) };
+        &sig == b"RSD PTR "
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> HvmStartInfo {
+        HvmStartInfo { magic: MAGIC, version: 1, ..Default::default() }
+    }
+
+    fn entry(addr: u64, size: u64, kind: u32) -> HvmMemmapEntry {
+        HvmMemmapEntry { addr, size, kind, reserved: 0 }
+    }
+
+    const IMAGE: PhysRange = PhysRange { start: 0x10_0000, end: 0x12_0000 };
+
+    #[test]
+    fn unsorted_map_with_trailing_zero_entry() {
+        // As QEMU's microvm reports it: reserved block first, RAM later, zero entry last.
+        let map = [
+            entry(0xfeff_c000, 0x4000, 2),
+            entry(0, 0x9fc00, 1),
+            entry(0x10_0000, 0x3f0_0000, 1),
+            entry(0, 0, 0),
+        ];
+        let storage = Box::leak(Box::new(Storage::new(&start(), &map, b"a b", IMAGE).unwrap()));
+        let info = storage.boot_info(None, 0, IMAGE);
+        assert_eq!(info.memory_map.len(), 3);
+        assert!(info.memory_map.windows(2).all(|w| w[0].range.start <= w[1].range.start));
+        assert_eq!(info.free_memory, &[PhysRange { start: 0x12_0000, end: 0x400_0000 }]);
+        assert_eq!(info.cmdline, "a b");
+        assert_eq!(info.ram_bytes(), 0x9fc00 + 0x3f0_0000);
+    }
+
+    #[test]
+    fn memory_above_the_boot_map_is_not_free() {
+        let map = [entry(0x10_0000, 0x1_0000_0000, 1)];
+        let storage = Box::leak(Box::new(Storage::new(&start(), &map, b"", IMAGE).unwrap()));
+        let info = storage.boot_info(None, 0, IMAGE);
+        assert_eq!(info.free_memory.last().unwrap().end, MAPPED_END);
+    }
+
+    #[test]
+    fn errors_are_reported() {
+        let bad = HvmStartInfo { magic: 1, ..start() };
+        assert_eq!(Storage::new(&bad, &[], b"", IMAGE).err(), Some(PvhError::BadMagic(1)));
+        let v0 = HvmStartInfo { version: 0, ..start() };
+        assert_eq!(Storage::new(&v0, &[], b"", IMAGE).err(), Some(PvhError::NoMemoryMap(0)));
+        let many = [entry(0, 1, 1); MAX_REGIONS + 1];
+        assert!(matches!(Storage::new(&start(), &many, b"", IMAGE), Err(PvhError::TooManyRegions(_))));
+        assert_eq!(Storage::new(&start(), &[], &[0xff], IMAGE).err(), Some(PvhError::CmdlineNotUtf8));
+    }
+
+    #[test]
+    fn subtract_cases() {
+        let r = PhysRange { start: 10, end: 20 };
+        assert_eq!(subtract(r, PhysRange { start: 0, end: 5 })[0], r);
+        assert_eq!(
+            subtract(r, PhysRange { start: 12, end: 15 }),
+            [PhysRange { start: 10, end: 12 }, PhysRange { start: 15, end: 20 }]
+        );
+        let all = subtract(r, PhysRange { start: 0, end: 30 });
+        assert!(all.iter().all(PhysRange::is_empty));
+    }
+}

@@ -1,0 +1,310 @@
+//! Resolving an app's configuration: selection, dependency checks and
+//! option values (default < config file < `--set`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::error::{Ctx, io_message};
+use crate::value::{self, describe, quote};
+use crate::{ConfigError, Library, OptionDecl, Resolved, ResolvedOption, Source, Value, Workspace};
+
+/// `a, b, c`, or `(none)`.
+fn list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.into_iter().map(String::as_str).collect();
+    if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+}
+
+/// `ukalloc has: a, b, c` / `ukarch has no options`, for unknown options.
+fn has_options(name: &str, extra: Option<&str>, options: &[OptionDecl]) -> String {
+    let names: Vec<&str> = extra.into_iter().chain(options.iter().map(|o| o.name.as_str())).collect();
+    if names.is_empty() {
+        format!("{name} has no options")
+    } else {
+        format!("{name} has: {}", names.join(", "))
+    }
+}
+
+/// Values set so far, by (owner, option).
+type Values = BTreeMap<(String, String), (Value, Source)>;
+
+/// Resolves the configuration of `app`; see [`Workspace::resolve`].
+pub(crate) fn resolve(
+    ws: &Workspace,
+    app: &str,
+    config: Option<&Path>,
+    sets: &[String],
+) -> Result<Resolved, ConfigError> {
+    let ctx = Ctx { root: &ws.root };
+    let config_file = match config {
+        Some(path) => path.to_path_buf(),
+        None => ws.root.join("config").join(format!("{app}.toml")),
+    };
+    let file = config_file.as_path();
+    let shown = ctx.rel(file).display().to_string();
+    let apps = list(ws.apps.keys());
+    let app_decl = ws.apps.get(app);
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            let mut message = format!("cannot read: {}", io_message(&e));
+            if app_decl.is_none() {
+                message.push_str(&format!("; there is no app '{app}' either (apps: {apps})"));
+            }
+            return Err(ctx.err(file, "", message));
+        }
+    };
+    let Some(app_decl) = app_decl else {
+        return Err(ctx.err(
+            file,
+            "",
+            format!("unknown app '{app}' (no apps/{app}/Cargo.toml); apps: {apps}"),
+        ));
+    };
+
+    let table = ctx.parse_toml(file, &text)?;
+    if let Some(k) = table.keys().find(|k| *k != "platform" && *k != "libraries") {
+        return Err(ctx.err(file, k.as_str(), "unknown key; allowed: platform, libraries"));
+    }
+    let platforms = list(ws.platforms.keys());
+
+    // [platform]
+    let platform_table = match table.get("platform") {
+        Some(toml::Value::Table(t)) => t,
+        Some(v) => {
+            return Err(ctx.err(
+                file,
+                "platform",
+                format!("expected a table ([platform]), found {}", describe(v)),
+            ));
+        }
+        None => {
+            return Err(ctx.err(
+                file,
+                "platform",
+                format!("missing; add [platform] with name = one of: {platforms}"),
+            ));
+        }
+    };
+    let platform_name = match platform_table.get("name") {
+        Some(toml::Value::String(s)) => s,
+        Some(v) => {
+            return Err(ctx.err(
+                file,
+                "platform.name",
+                format!("expected a string, found {}; platforms: {platforms}", describe(v)),
+            ));
+        }
+        None => {
+            return Err(ctx.err(file, "platform.name", format!("missing; platforms: {platforms}")));
+        }
+    };
+    let platform: &Library = ws.platforms.get(platform_name).ok_or_else(|| {
+        ctx.err(
+            file,
+            "platform.name",
+            format!("unknown platform {}; known: {platforms}", quote(platform_name)),
+        )
+    })?;
+
+    let mut values = Values::new();
+    for (key, v) in platform_table.iter().filter(|(k, _)| *k != "name") {
+        let full = format!("platform.{key}");
+        let decl = platform.options.iter().find(|o| &o.name == key).ok_or_else(|| {
+            ctx.err(
+                file,
+                &full,
+                format!("unknown option; {}", has_options(&platform.name, Some("name"), &platform.options)),
+            )
+        })?;
+        let value = value::from_toml(&decl.ty, v).map_err(|m| ctx.err(file, &full, m))?;
+        values.insert(("platform".to_string(), key.clone()), (value, Source::AppFile));
+    }
+
+    // [libraries.*]
+    let known = list(ws.libraries.keys());
+    let mut listed = Vec::new();
+    match table.get("libraries") {
+        None => {}
+        Some(toml::Value::Table(libs)) => {
+            for (name, v) in libs {
+                let key = format!("libraries.{name}");
+                let Some(lib) = ws.libraries.get(name) else {
+                    let message = if ws.platforms.contains_key(name) {
+                        format!(
+                            "{name} is a platform, not a library; choose it with [platform] name = {}",
+                            quote(name)
+                        )
+                    } else {
+                        format!("unknown library; known: {known}")
+                    };
+                    return Err(ctx.err(file, key, message));
+                };
+                let t = v.as_table().ok_or_else(|| {
+                    ctx.err(file, &key, format!("expected a table ([{key}]), found {}", describe(v)))
+                })?;
+                for (opt, ov) in t {
+                    let full = format!("{key}.{opt}");
+                    let decl = lib.options.iter().find(|o| &o.name == opt).ok_or_else(|| {
+                        ctx.err(
+                            file,
+                            &full,
+                            format!("unknown option; {}", has_options(name, None, &lib.options)),
+                        )
+                    })?;
+                    let value = value::from_toml(&decl.ty, ov).map_err(|m| ctx.err(file, &full, m))?;
+                    values.insert((name.clone(), opt.clone()), (value, Source::AppFile));
+                }
+                listed.push(name.clone());
+            }
+        }
+        Some(v) => {
+            return Err(ctx.err(
+                file,
+                "libraries",
+                format!("expected a table ([libraries.NAME] sections), found {}", describe(v)),
+            ));
+        }
+    }
+
+    // Selection: listed + the platform's selects, closed under selects.
+    let mut selected = BTreeSet::new();
+    let mut queue: Vec<String> = listed.iter().chain(&platform.selects).cloned().collect();
+    while let Some(name) = queue.pop() {
+        if let Some(lib) = ws.libraries.get(&name)
+            && selected.insert(name)
+        {
+            queue.extend(lib.selects.iter().cloned());
+        }
+    }
+
+    // Every `depends` of the platform and of the selected libraries.
+    let owners = std::iter::once(platform).chain(selected.iter().filter_map(|n| ws.libraries.get(n)));
+    for owner in owners {
+        if let Some(dep) = owner.depends.iter().find(|d| !selected.contains(*d)) {
+            let what = if owner.kind == crate::Kind::Platform { "platform" } else { "library" };
+            return Err(ctx.err(
+                file,
+                format!("libraries.{dep}"),
+                format!(
+                    "{what} '{}' depends on library '{dep}' ({}) but the configuration does not select it; add [libraries.{dep}]",
+                    owner.name,
+                    ctx.rel(&owner.dir.join("Kconfig.toml")).display()
+                ),
+            ));
+        }
+    }
+
+    // The app's own library dependencies.
+    let app_manifest = ctx.rel(&app_decl.dir.join("Cargo.toml")).display().to_string();
+    for dep in &app_decl.lib_deps {
+        if ws.platforms.contains_key(dep) {
+            if dep != platform_name {
+                return Err(ctx.err(
+                    file,
+                    "platform.name",
+                    format!(
+                        "app '{app}' uses platform '{dep}' ({app_manifest}) but the configuration chooses {}; set name = {}",
+                        quote(platform_name),
+                        quote(dep)
+                    ),
+                ));
+            }
+        } else if !selected.contains(dep) {
+            return Err(ctx.err(
+                file,
+                "libraries",
+                format!(
+                    "app '{app}' uses library '{dep}' ({app_manifest}) but the configuration does not select it; add [libraries.{dep}]"
+                ),
+            ));
+        }
+    }
+
+    // --set overrides.
+    for set in sets {
+        apply_set(ws, platform, &selected, &shown, set, &mut values)?;
+    }
+
+    let mut options = Vec::new();
+    let owners = std::iter::once(("platform", platform))
+        .chain(selected.iter().map(|n| (n.as_str(), &ws.libraries[n])));
+    for (owner, lib) in owners {
+        for decl in &lib.options {
+            let (value, source) = values
+                .remove(&(owner.to_string(), decl.name.clone()))
+                .unwrap_or_else(|| (decl.default.clone(), Source::Default));
+            options.push(ResolvedOption { owner: owner.to_string(), decl: decl.clone(), value, source });
+        }
+    }
+
+    Ok(Resolved {
+        app: app.to_string(),
+        config_file,
+        platform: platform_name.clone(),
+        libraries: selected.into_iter().collect(),
+        options,
+    })
+}
+
+/// Applies one `--set LIB.OPTION=VALUE` (or `platform.OPTION=VALUE`).
+fn apply_set(
+    ws: &Workspace,
+    platform: &Library,
+    selected: &BTreeSet<String>,
+    config_shown: &str,
+    set: &str,
+    values: &mut Values,
+) -> Result<(), ConfigError> {
+    let err = |key: &str, message: String| ConfigError::new("--set", key, message);
+    let malformed = || {
+        err(
+            set,
+            format!(
+                "expected LIB.OPTION=VALUE or platform.OPTION=VALUE, e.g. ukconsole.log_level=debug (libraries: {})",
+                list(selected)
+            ),
+        )
+    };
+    let (lhs, text) = set.split_once('=').ok_or_else(malformed)?;
+    let (owner, opt) = lhs.split_once('.').ok_or_else(malformed)?;
+    if owner.is_empty() || opt.is_empty() || opt.contains('.') {
+        return Err(malformed());
+    }
+    let lib = if owner == "platform" {
+        if opt == "name" {
+            return Err(err(
+                lhs,
+                format!("the platform is chosen by [platform] name in {config_shown}, not by --set"),
+            ));
+        }
+        platform
+    } else if let Some(lib) = ws.libraries.get(owner) {
+        if !selected.contains(owner) {
+            return Err(err(
+                lhs,
+                format!(
+                    "library '{owner}' is not selected by {config_shown}; add [libraries.{owner}] to {config_shown} to select it (selected: {})",
+                    list(selected)
+                ),
+            ));
+        }
+        lib
+    } else if ws.platforms.contains_key(owner) {
+        return Err(err(lhs, format!("'{owner}' is a platform; set its options with platform.{opt}=VALUE")));
+    } else {
+        return Err(err(
+            lhs,
+            format!(
+                "unknown library; known: {} (and platform for the platform's options)",
+                list(ws.libraries.keys())
+            ),
+        ));
+    };
+    let decl =
+        lib.options.iter().find(|o| o.name == opt).ok_or_else(|| {
+            err(lhs, format!("unknown option; {}", has_options(&lib.name, None, &lib.options)))
+        })?;
+    let value = value::from_text(&decl.ty, text).map_err(|m| err(lhs, m))?;
+    values.insert((owner.to_string(), opt.to_string()), (value, Source::CommandLine));
+    Ok(())
+}

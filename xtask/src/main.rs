@@ -1,0 +1,234 @@
+//! # xtask — the ukrs build driver
+//!
+//! `cargo xtask <command>` (an alias in `.cargo/config.toml`):
+//!
+//! | command | does |
+//! |---|---|
+//! | `build --app NAME [--config FILE] [--set LIB.OPTION=VALUE]... [--release]` | resolves the config, links the image, prints its path and size |
+//! | `run --app NAME [build options] [--smp N] [--machine microvm\|q35] [--accel auto\|kvm\|tcg] [--timeout SECS] [--gdb]` | builds and boots it under QEMU, exits with the guest's status |
+//! | `test` | host unit tests of every crate and every in-guest test, then `N passed, N failed` |
+//! | `config --app NAME [--config FILE] [--set ...]` | the resolved configuration with values, help and sources |
+//! | `list` | apps, platforms, libraries and their options |
+//! | `bench boot` | boot-time benchmark against a minimal baseline image |
+//!
+//! Bad configuration exits with status 2 and one line naming the file, the key
+//! and what is allowed; other failures exit with 1 (or the guest's status).
+//!
+//! Crates: `clap` (argument parsing with generated help), `anyhow` (error
+//! context chains), `kconfig` (this workspace's config resolver, shared with
+//! `libs/ukconfig`'s build script), `libc` (the `/dev/kvm` probe).
+
+mod bench;
+mod cmd_config;
+mod image;
+mod qemu;
+mod test;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run, test and benchmark ukrs images", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build an app's image and print its path and size.
+    Build(BuildArgs),
+    /// Build and boot an app's image under QEMU; exit with the guest's status.
+    Run(RunArgs),
+    /// Run the host unit tests and every in-guest test app.
+    Test(test::TestArgs),
+    /// Show an app's resolved configuration.
+    Config(ConfigArgs),
+    /// List apps, platforms, libraries and their options.
+    List,
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCmd,
+    },
+}
+
+/// Which configuration to resolve.
+#[derive(Args, Clone, Debug)]
+struct ConfigArgs {
+    /// The app (a directory under apps/).
+    #[arg(long)]
+    app: String,
+    /// Config file instead of config/<app>.toml.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override an option: LIB.OPTION=VALUE or platform.OPTION=VALUE.
+    #[arg(long = "set", value_name = "LIB.OPTION=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Args, Clone, Debug)]
+struct BuildArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Optimised, size-reduced build (LTO).
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Number of CPUs (platform.cpus).
+    #[arg(long)]
+    smp: Option<u32>,
+    /// QEMU machine (platform.machine).
+    #[arg(long)]
+    machine: Option<String>,
+    /// Accelerator (platform.accel).
+    #[arg(long)]
+    accel: Option<String>,
+    /// Kill the guest after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Start QEMU's gdb stub on :1234 and wait for the debugger (no timeout).
+    #[arg(long)]
+    gdb: bool,
+}
+
+/// The workspace root (xtask lives one level below it).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent directory").to_path_buf()
+}
+
+fn load() -> Result<kconfig::Workspace> {
+    Ok(kconfig::Workspace::load(&root())?)
+}
+
+fn resolve(ws: &kconfig::Workspace, args: &ConfigArgs) -> Result<kconfig::Resolved> {
+    Ok(ws.resolve(&args.app, args.config.as_deref(), &args.sets)?)
+}
+
+/// The VM settings of a resolved configuration, and why the accelerator was chosen.
+pub fn vm_config(resolved: &kconfig::Resolved, gdb: bool) -> Result<(qemu::VmConfig, String)> {
+    use kconfig::Value;
+    let get = |name: &str| {
+        resolved
+            .option("platform", name)
+            .ok_or_else(|| anyhow::anyhow!("platform {} has no option `{name}`", resolved.platform))
+    };
+    let (
+        Value::Choice(machine),
+        Value::Int(cpus),
+        Value::Int(memory),
+        Value::Choice(accel),
+        Value::Str(cmdline),
+    ) = (get("machine")?, get("cpus")?, get("memory")?, get("accel")?, get("cmdline")?)
+    else {
+        anyhow::bail!("platform {} options have unexpected types", resolved.platform);
+    };
+    let (accel, why) = qemu::choose_accel(accel)?;
+    let vm = qemu::VmConfig {
+        machine: machine.clone(),
+        cpus: u32::try_from(*cpus)?,
+        memory_mib: u64::try_from(*memory)?,
+        accel,
+        cmdline: cmdline.clone(),
+        gdb,
+    };
+    Ok((vm, why))
+}
+
+fn cmd_build(args: &BuildArgs) -> Result<ExitCode> {
+    let ws = load()?;
+    let resolved = resolve(&ws, &args.config)?;
+    let opts = image::BuildOptions { release: args.release, ..Default::default() };
+    let img = image::build(&ws, &resolved, &opts)?;
+    println!("{} ({} bytes, {:.1} KiB)", img.path.display(), img.size, img.size as f64 / 1024.0);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
+    let ws = load()?;
+    let mut config = args.build.config.clone();
+    if let Some(n) = args.smp {
+        config.sets.push(format!("platform.cpus={n}"));
+    }
+    if let Some(m) = &args.machine {
+        config.sets.push(format!("platform.machine={m}"));
+    }
+    if let Some(a) = &args.accel {
+        config.sets.push(format!("platform.accel={a}"));
+    }
+    let resolved = resolve(&ws, &config)?;
+    let opts = image::BuildOptions { release: args.build.release, ..Default::default() };
+    let img = image::build(&ws, &resolved, &opts)?;
+    eprintln!("xtask: image {} ({} bytes)", img.path.display(), img.size);
+    let (vm, why) = vm_config(&resolved, args.gdb)?;
+    eprintln!("xtask: accelerator {} ({why})", vm.accel.name());
+    eprintln!(
+        "xtask: booting {} on {} with {} CPU(s), {} MiB, accelerator {}",
+        resolved.app,
+        vm.machine,
+        vm.cpus,
+        vm.memory_mib,
+        vm.accel.name()
+    );
+    if args.gdb {
+        eprintln!("xtask: QEMU waits for gdb: gdb {} -ex 'target remote :1234'", img.path.display());
+    }
+    let timeout = if args.gdb { None } else { Some(Duration::from_secs(args.timeout)) };
+    let result = qemu::run(qemu::command(&img.path, &vm), timeout, true)?;
+    if !result.qemu_stderr.trim().is_empty() {
+        eprintln!("xtask: QEMU said:\n{}", result.qemu_stderr.trim_end());
+    }
+    if result.outcome == qemu::Outcome::TimedOut {
+        eprintln!("xtask: guest timed out after {} s and was killed; serial log:", args.timeout);
+        eprintln!("----- serial log ({} bytes) -----", result.serial.len());
+        eprintln!("{}", result.serial.trim_end());
+        eprintln!("----- end of serial log -----");
+    }
+    eprintln!("xtask: {} after {:.0} ms", result.outcome.describe(), result.wall.as_secs_f64() * 1000.0);
+    Ok(ExitCode::from(u8::try_from(result.outcome.exit_code()).unwrap_or(1)))
+}
+
+fn cmd_config(args: &ConfigArgs) -> Result<ExitCode> {
+    let ws = load()?;
+    let resolved = resolve(&ws, args)?;
+    print!("{}", cmd_config::config(&ws, &resolved));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_list() -> Result<ExitCode> {
+    let ws = load()?;
+    print!("{}", cmd_config::list(&ws));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::Build(args) => cmd_build(args),
+        Cmd::Run(args) => cmd_run(args),
+        Cmd::Test(args) => test::run(args),
+        Cmd::Config(args) => cmd_config(args),
+        Cmd::List => cmd_list(),
+        Cmd::Bench { which } => bench::run(which),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(config_error) = err.downcast_ref::<kconfig::ConfigError>() {
+                eprintln!("error: {config_error}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

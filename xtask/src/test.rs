@@ -1,0 +1,498 @@
+//! `cargo xtask test`: host unit tests of every crate, then every in-guest
+//! test, each under a timeout, and one closing `N passed, N failed` line.
+//!
+//! The host tests (`cargo test --workspace`) run in a thread while the guest
+//! images are built and booted in another: the two use different target
+//! directories, so neither waits for the other's cargo lock.
+
+use crate::image::{self, BuildOptions};
+use crate::qemu::{self, Outcome};
+use anyhow::{Context, Result};
+use kconfig::Workspace;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Only run guest checks whose name contains this text (host tests always run).
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Skip the host unit tests.
+    #[arg(long)]
+    pub guest_only: bool,
+    /// Timeout of each guest run, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub guest_timeout: u64,
+}
+
+/// One counted result.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, name: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+            println!(
+                "{name} ... ok{}",
+                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+            );
+        } else {
+            self.failed += 1;
+            println!(
+                "{name} ... FAILED{}",
+                if detail.is_empty() { String::new() } else { format!(": {detail}") }
+            );
+            self.failures.push(name.to_string());
+        }
+    }
+}
+
+/// What a guest check expects.
+struct Expect {
+    /// The guest's status; `None`: the guest must hang and be killed at the timeout.
+    status: Option<u8>,
+    serial: &'static [&'static str],
+    /// Parse uktest's per-case lines and count them.
+    uktest: bool,
+}
+
+/// One guest run.
+struct GuestCheck {
+    name: String,
+    app: &'static str,
+    sets: Vec<String>,
+    config: Option<PathBuf>,
+    release: bool,
+    expect: Expect,
+    timeout: Option<Duration>,
+}
+
+fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestCheck {
+    GuestCheck {
+        name: name.to_string(),
+        app,
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        config: None,
+        release: false,
+        expect,
+        timeout: None,
+    }
+}
+
+const EXCEPTION: u8 = 111;
+const PANIC: u8 = 110;
+
+fn guest_checks(kvm: bool) -> Vec<GuestCheck> {
+    let ok = |serial: &'static [&'static str]| Expect { status: Some(0), serial, uktest: false };
+    let mut checks = vec![
+        check(
+            "helloworld (microvm)",
+            "helloworld",
+            &[],
+            ok(&["Hello, world!", "CPU: ", "Memory: ", "Boot: "]),
+        ),
+        check("helloworld (q35)", "helloworld", &["platform.machine=q35"], ok(&["Hello, world!"])),
+        check("helloworld (tcg)", "helloworld", &["platform.accel=tcg"], ok(&["Accelerator: TCG"])),
+        GuestCheck {
+            release: true,
+            ..check("helloworld (release)", "helloworld", &[], ok(&["Hello, world!"]))
+        },
+        check("exit (smallest image)", "exit", &[], ok(&[])),
+        check("tests (talc)", "tests", &[], Expect { status: Some(0), serial: &[], uktest: true }),
+        check(
+            "tests (linked-list backend)",
+            "tests",
+            &["ukalloc.backend=linked-list", "platform.cmdline=tests.expect_backend=linked-list"],
+            Expect { status: Some(0), serial: &[], uktest: true },
+        ),
+        check(
+            "tests (tcg)",
+            "tests",
+            &["platform.accel=tcg"],
+            Expect { status: Some(0), serial: &[], uktest: true },
+        ),
+        check(
+            "faults: #UD report",
+            "faults",
+            &["platform.cmdline=ud"],
+            Expect {
+                status: Some(EXCEPTION),
+                serial: &["*** CPU EXCEPTION #UD (vector 6", "RIP: 0x", "RAX: 0x", "on CPU 0"],
+                uktest: false,
+            },
+        ),
+        check(
+            "faults: #PF report",
+            "faults",
+            &["platform.cmdline=pf"],
+            Expect {
+                status: Some(EXCEPTION),
+                serial: &["*** CPU EXCEPTION #PF (vector 14", "CR2: 0x0000001000000000", "RIP: 0x"],
+                uktest: false,
+            },
+        ),
+        check(
+            "faults: null pointer #PF",
+            "faults",
+            &["platform.cmdline=null"],
+            Expect {
+                status: Some(EXCEPTION),
+                serial: &["*** CPU EXCEPTION #PF (vector 14", "CR2: 0x0000000000000000"],
+                uktest: false,
+            },
+        ),
+        check(
+            "faults: heap exhaustion report",
+            "faults",
+            &["platform.cmdline=oom"],
+            Expect {
+                status: Some(PANIC),
+                serial: &["ukalloc: out of memory: allocation of", "*** PANIC"],
+                uktest: false,
+            },
+        ),
+        check(
+            "faults: panic report",
+            "faults",
+            &["platform.cmdline=panic"],
+            Expect {
+                status: Some(PANIC),
+                serial: &["*** PANIC on CPU 0 at ", "apps/faults/src/lib.rs:"],
+                uktest: false,
+            },
+        ),
+        GuestCheck {
+            timeout: Some(Duration::from_secs(5)),
+            ..check(
+                "faults: a hung guest times out with its serial log",
+                "faults",
+                &["platform.cmdline=hang"],
+                Expect { status: None, serial: &["faults: hanging on purpose"], uktest: false },
+            )
+        },
+    ];
+    if kvm {
+        checks.push(check(
+            "faults: #UD report (tcg)",
+            "faults",
+            &["platform.cmdline=ud", "platform.accel=tcg"],
+            Expect { status: Some(EXCEPTION), serial: &["*** CPU EXCEPTION #UD (vector 6"], uktest: false },
+        ));
+    }
+    checks
+}
+
+/// A variant name for the image directory: the app plus a short hash of the
+/// overrides, so variants don't overwrite each other's generated crate.
+fn variant_name(app: &str, sets: &[String], config: Option<&Path>) -> String {
+    let key = format!("{sets:?}{config:?}");
+    if sets.is_empty() && config.is_none() {
+        return app.to_string();
+    }
+    let hash =
+        key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("{app}-{:08x}", hash as u32)
+}
+
+fn run_guest_check(
+    ws: &Workspace,
+    c: &GuestCheck,
+    tally: &mut Tally,
+    default_timeout: Duration,
+) -> Result<()> {
+    let resolved = ws.resolve(c.app, c.config.as_deref(), &c.sets)?;
+    let opts = BuildOptions {
+        release: c.release,
+        name: Some(variant_name(c.app, &c.sets, c.config.as_deref())),
+        quiet: true,
+    };
+    let img = match image::build(ws, &resolved, &opts) {
+        Ok(img) => img,
+        Err(e) => {
+            tally.add(&format!("guest {}", c.name), false, &format!("build failed: {e:#}"));
+            return Ok(());
+        }
+    };
+    let (vm, _) = crate::vm_config(&resolved, false)?;
+    let timeout = c.timeout.unwrap_or(default_timeout);
+    let result = qemu::run(qemu::command(&img.path, &vm), Some(timeout), false)?;
+    let mut problems = Vec::new();
+    match (c.expect.status, &result.outcome) {
+        (Some(want), Outcome::Status(got)) if want == *got => {}
+        (None, Outcome::TimedOut) => {}
+        (Some(want), other) => problems.push(format!("expected status {want}, got: {}", other.describe())),
+        (None, other) => problems.push(format!("expected a timeout, got: {}", other.describe())),
+    }
+    for needle in c.expect.serial {
+        if !result.serial.contains(needle) {
+            problems.push(format!("serial log lacks {needle:?}"));
+        }
+    }
+    if c.expect.uktest {
+        let mut cases = 0;
+        for line in result.serial.lines().filter(|l| l.starts_with("test ")) {
+            if let Some((name, rest)) = line.split_once(" ... ") {
+                cases += 1;
+                let ok = rest.starts_with("ok");
+                let detail = if ok { String::new() } else { rest.to_string() };
+                tally.add(&format!("guest {} :: {}", c.name, &name[5..]), ok, &detail);
+            }
+        }
+        let closing = result.serial.lines().find(|l| l.ends_with(" failed") && l.contains(" passed, "));
+        if cases == 0 || closing.is_none() {
+            problems.push(format!("uktest printed {cases} cases and no closing line"));
+        }
+    }
+    let detail = format!("{}, {}, {:.0} ms", vm.accel.name(), vm.machine, result.wall.as_secs_f64() * 1000.0);
+    if problems.is_empty() {
+        tally.add(&format!("guest {}", c.name), true, &detail);
+    } else {
+        tally.add(&format!("guest {}", c.name), false, &format!("{detail}: {}", problems.join("; ")));
+        println!("----- serial log of {} ({} bytes) -----", c.name, result.serial.len());
+        println!("{}", result.serial.trim_end());
+        if !result.qemu_stderr.trim().is_empty() {
+            println!("----- QEMU stderr -----\n{}", result.qemu_stderr.trim_end());
+        }
+        println!("----- end -----");
+    }
+    Ok(())
+}
+
+/// Symbol names of an ELF64 little-endian file (`.symtab`).
+pub fn elf_symbols(bytes: &[u8]) -> Result<Vec<String>> {
+    let u16_at = |o: usize| -> Result<u16> {
+        Ok(u16::from_le_bytes(bytes.get(o..o + 2).context("truncated ELF")?.try_into()?))
+    };
+    let u32_at = |o: usize| -> Result<u32> {
+        Ok(u32::from_le_bytes(bytes.get(o..o + 4).context("truncated ELF")?.try_into()?))
+    };
+    let u64_at = |o: usize| -> Result<u64> {
+        Ok(u64::from_le_bytes(bytes.get(o..o + 8).context("truncated ELF")?.try_into()?))
+    };
+    anyhow::ensure!(bytes.starts_with(b"\x7fELF\x02\x01"), "not an ELF64 little-endian file");
+    let shoff = u64_at(0x28)? as usize;
+    let shentsize = u16_at(0x3a)? as usize;
+    let shnum = u16_at(0x3c)? as usize;
+    let section = |i: usize| -> Result<(u32, usize, usize, u32)> {
+        let base = shoff + i * shentsize;
+        Ok((
+            u32_at(base + 4)?,
+            u64_at(base + 0x18)? as usize,
+            u64_at(base + 0x20)? as usize,
+            u32_at(base + 0x28)?,
+        ))
+    };
+    let mut names = Vec::new();
+    for i in 0..shnum {
+        let (kind, offset, size, link) = section(i)?;
+        if kind != 2 {
+            continue; // SHT_SYMTAB
+        }
+        let (_, str_off, str_size, _) = section(link as usize)?;
+        let strtab = bytes.get(str_off..str_off + str_size).context("truncated string table")?;
+        for sym in (offset..offset + size).step_by(24) {
+            let name = u32_at(sym)? as usize;
+            if name == 0 || name >= strtab.len() {
+                continue;
+            }
+            let end = strtab[name..].iter().position(|&b| b == 0).map_or(strtab.len(), |p| name + p);
+            names.push(String::from_utf8_lossy(&strtab[name..end]).into_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Config-linking checks: removing a library removes it from the image, and
+/// an app missing a library it uses fails with a clear error.
+fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
+    let dir = image::work_dir(ws).join("linking");
+    std::fs::create_dir_all(&dir)?;
+    let base = std::fs::read_to_string(ws.root.join("config/helloworld.toml"))?;
+    let without_alloc: String = {
+        // Drop the [libraries.ukalloc] table (up to the next table or the end).
+        let mut out = String::new();
+        let mut skipping = false;
+        for line in base.lines() {
+            if line.trim_start().starts_with('[') {
+                skipping = line.trim() == "[libraries.ukalloc]";
+            }
+            if !skipping {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    };
+    let path = dir.join("helloworld-without-ukalloc.toml");
+    std::fs::write(&path, &without_alloc)?;
+
+    let with = ws.resolve("helloworld", None, &[])?;
+    let without = ws.resolve("helloworld", Some(&path), &[])?;
+    let symbols_of = |resolved: &kconfig::Resolved, name: &str| -> Result<(u64, bool)> {
+        let img = image::build(
+            ws,
+            resolved,
+            &BuildOptions { name: Some(name.into()), quiet: true, ..Default::default() },
+        )?;
+        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+        Ok((img.size, syms.iter().any(|s| s.contains("ukalloc"))))
+    };
+    let (size_with, has_with) = symbols_of(&with, "helloworld")?;
+    let (size_without, has_without) = symbols_of(&without, "helloworld-without-ukalloc")?;
+    tally.add(
+        "config: removing [libraries.ukalloc] removes ukalloc from the image",
+        has_with && !has_without && size_without < size_with,
+        &format!("ukalloc symbols {has_with} -> {has_without}, size {size_with} -> {size_without} bytes"),
+    );
+
+    let without_console =
+        base.replace("[libraries.ukconsole]", "# no ukconsole").replace("log_level = \"info\"", "");
+    let path = dir.join("helloworld-without-ukconsole.toml");
+    std::fs::write(&path, without_console)?;
+    match ws.resolve("helloworld", Some(&path), &[]) {
+        Err(e) => {
+            let msg = e.to_string();
+            tally.add(
+                "config: an app using an unselected library fails with a clear error",
+                msg.contains("ukconsole")
+                    && msg.contains("apps/helloworld/Cargo.toml")
+                    && !msg.contains('\n'),
+                &msg,
+            );
+        }
+        Ok(_) => tally.add(
+            "config: an app using an unselected library fails with a clear error",
+            false,
+            "resolved",
+        ),
+    }
+    Ok(())
+}
+
+/// Runs `cargo test --workspace` and returns (passed, failed, output).
+fn host_tests(root: &Path) -> Result<(usize, usize, String)> {
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["test", "--workspace", "--color", "never"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let timeout = Duration::from_secs(15 * 60);
+    let start = Instant::now();
+    let out_pipe = child.stdout.take().context("stdout")?;
+    let err_pipe = child.stderr.take().context("stderr")?;
+    let out = std::thread::spawn(move || std::io::read_to_string(out_pipe).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(err_pipe).unwrap_or_default());
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = format!("{}{}", err.join().unwrap_or_default(), out.join().unwrap_or_default());
+    let (mut passed, mut failed) = (0, 0);
+    for line in output.lines() {
+        // "test result: ok. 5 passed; 0 failed; 0 ignored; ..."
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(['.', ';']) {
+                let part = part.trim();
+                if let Some(n) = part.strip_suffix(" passed") {
+                    passed += n.trim().parse::<usize>().unwrap_or(0);
+                } else if let Some(n) = part.strip_suffix(" failed") {
+                    failed += n.trim().parse::<usize>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    match status {
+        None => {
+            Ok((passed, failed + 1, format!("{output}\ncargo test timed out after {} s", timeout.as_secs())))
+        }
+        Some(s) if !s.success() && failed == 0 => {
+            Ok((passed, 1, format!("{output}\ncargo test failed: {s}")))
+        }
+        Some(_) => Ok((passed, failed, output)),
+    }
+}
+
+/// `cargo xtask test`.
+pub fn run(args: &TestArgs) -> Result<ExitCode> {
+    let ws = crate::load()?;
+    let root = ws.root.clone();
+    let started = Instant::now();
+    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_tests(&root)));
+
+    let mut tally = Tally::default();
+    println!("== guest tests ==");
+    let kvm = qemu::kvm_usable().is_ok();
+    let timeout = Duration::from_secs(args.guest_timeout);
+    for c in guest_checks(kvm) {
+        if args.filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
+            continue;
+        }
+        if let Err(e) = run_guest_check(&ws, &c, &mut tally, timeout) {
+            tally.add(&format!("guest {}", c.name), false, &format!("{e:#}"));
+        }
+    }
+    if args.filter.as_deref().is_none_or(|f| "config".contains(f)) {
+        if let Err(e) = linking_checks(&ws, &mut tally) {
+            tally.add("config: linking checks", false, &format!("{e:#}"));
+        }
+    }
+
+    if let Some(host) = host {
+        println!("== host unit tests (cargo test --workspace) ==");
+        let (passed, failed, output) =
+            host.join().map_err(|_| anyhow::anyhow!("host test thread panicked"))??;
+        if failed > 0 {
+            println!("{output}");
+            tally.failures.push("host unit tests".into());
+        }
+        println!("host unit tests: {passed} passed, {failed} failed");
+        tally.passed += passed;
+        tally.failed += failed;
+    }
+
+    println!("== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
+    for f in &tally.failures {
+        println!("failed: {f}");
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_names_differ_by_overrides() {
+        assert_eq!(variant_name("tests", &[], None), "tests");
+        let a = variant_name("tests", &["a=1".into()], None);
+        let b = variant_name("tests", &["a=2".into()], None);
+        assert_ne!(a, b);
+        assert!(a.starts_with("tests-"));
+    }
+
+    #[test]
+    fn elf_symbols_reads_our_own_binary() {
+        let exe = std::env::current_exe().unwrap();
+        let syms = elf_symbols(&std::fs::read(exe).unwrap()).unwrap();
+        assert!(syms.iter().any(|s| s.contains("elf_symbols_reads_our_own_binary")));
+        assert!(elf_symbols(b"not an elf").is_err());
+    }
+}
