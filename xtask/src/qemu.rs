@@ -137,7 +137,7 @@ impl Outcome {
     pub fn from_exit_code(code: i32) -> Outcome {
         if code == 0 {
             Outcome::NoStatus
-        } else if code & 1 == 1 && code >= 2 * STATUS_OFFSET + 1 {
+        } else if code & 1 == 1 && code > 2 * STATUS_OFFSET {
             Outcome::Status(((code >> 1) - STATUS_OFFSET) as u8)
         } else {
             Outcome::QemuFailed(code)

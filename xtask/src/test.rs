@@ -33,23 +33,30 @@ struct Tally {
     passed: usize,
     failed: usize,
     failures: Vec<String>,
+    /// Collect lines in `log` instead of printing them (for the host thread,
+    /// whose output is printed after the guest tests).
+    quiet: bool,
+    log: String,
 }
 
 impl Tally {
     fn add(&mut self, name: &str, ok: bool, detail: &str) {
-        if ok {
+        let line = if ok {
             self.passed += 1;
-            println!(
-                "{name} ... ok{}",
-                if detail.is_empty() { String::new() } else { format!(" ({detail})") }
-            );
+            format!("{name} ... ok{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })
         } else {
             self.failed += 1;
-            println!(
+            self.failures.push(name.to_string());
+            format!(
                 "{name} ... FAILED{}",
                 if detail.is_empty() { String::new() } else { format!(": {detail}") }
-            );
-            self.failures.push(name.to_string());
+            )
+        };
+        if self.quiet {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        } else {
+            println!("{line}");
         }
     }
 }
@@ -376,17 +383,17 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test --workspace` and returns (passed, failed, output).
-fn host_tests(root: &Path) -> Result<(usize, usize, String)> {
+/// Runs cargo with `args` in `root` under `timeout`; returns whether it
+/// succeeded and its output (stderr, then stdout).
+fn run_cargo(root: &Path, args: &[&str], timeout: Duration) -> Result<(bool, String)> {
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
-        .args(["test", "--workspace", "--color", "never"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .context("running cargo test")?;
-    let timeout = Duration::from_secs(15 * 60);
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
     let start = Instant::now();
     let out_pipe = child.stdout.take().context("stdout")?;
     let err_pipe = child.stderr.take().context("stderr")?;
@@ -403,30 +410,83 @@ fn host_tests(root: &Path) -> Result<(usize, usize, String)> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let output = format!("{}{}", err.join().unwrap_or_default(), out.join().unwrap_or_default());
+    let mut output = format!("{}{}", err.join().unwrap_or_default(), out.join().unwrap_or_default());
+    match status {
+        None => {
+            output.push_str(&format!("\ncargo {} timed out after {} s", args.join(" "), timeout.as_secs()));
+            Ok((false, output))
+        }
+        Some(s) => Ok((s.success(), output)),
+    }
+}
+
+/// Sums cargo test's `test result: ok. N passed; M failed; ...` lines.
+fn count_cargo_tests(output: &str) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
-    for line in output.lines() {
-        // "test result: ok. 5 passed; 0 failed; 0 ignored; ..."
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            for part in rest.split(['.', ';']) {
-                let part = part.trim();
-                if let Some(n) = part.strip_suffix(" passed") {
-                    passed += n.trim().parse::<usize>().unwrap_or(0);
-                } else if let Some(n) = part.strip_suffix(" failed") {
-                    failed += n.trim().parse::<usize>().unwrap_or(0);
-                }
+    for rest in output.lines().filter_map(|l| l.strip_prefix("test result: ")) {
+        for part in rest.split(['.', ';']).map(str::trim) {
+            if let Some(n) = part.strip_suffix(" passed") {
+                passed += n.trim().parse::<usize>().unwrap_or(0);
+            } else if let Some(n) = part.strip_suffix(" failed") {
+                failed += n.trim().parse::<usize>().unwrap_or(0);
             }
         }
     }
-    match status {
-        None => {
-            Ok((passed, failed + 1, format!("{output}\ncargo test timed out after {} s", timeout.as_secs())))
+    (passed, failed)
+}
+
+/// The host side: unit tests of every crate, then formatting and clippy
+/// (host and guest target). Each lint counts as one check.
+fn host_side(root: &Path) -> Result<Tally> {
+    let mut tally = Tally { quiet: true, ..Tally::default() };
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    let (ok, output) = run_cargo(root, &["test", "--workspace", "--color", "never"], minutes(15))?;
+    let (passed, failed) = count_cargo_tests(&output);
+    tally.passed += passed;
+    tally.failed += failed;
+    if !ok || failed > 0 {
+        if failed == 0 {
+            tally.failed += 1;
         }
-        Some(s) if !s.success() && failed == 0 => {
-            Ok((passed, 1, format!("{output}\ncargo test failed: {s}")))
-        }
-        Some(_) => Ok((passed, failed, output)),
+        tally.failures.push("host unit tests (cargo test --workspace)".into());
+        tally.log.push_str(&output);
     }
+    tally.log.push_str(&format!("host unit tests: {passed} passed, {failed} failed\n"));
+    let lints: [(&str, &[&str]); 3] = [
+        ("lint: cargo fmt --check", &["fmt", "--all", "--", "--check"]),
+        (
+            "lint: clippy (host)",
+            &["clippy", "--workspace", "--all-targets", "--color", "never", "--", "-D", "warnings"],
+        ),
+        (
+            "lint: clippy (x86_64-unknown-none)",
+            &[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "xtask",
+                "--exclude",
+                "kconfig",
+                "--target",
+                image::TARGET,
+                "--features",
+                "ukalloc/uktest,ukconsole/uktest",
+                "--color",
+                "never",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    for (name, args) in lints {
+        let (ok, output) = run_cargo(root, args, minutes(10))?;
+        tally.add(name, ok, "");
+        if !ok {
+            tally.log.push_str(&output);
+        }
+    }
+    Ok(tally)
 }
 
 /// `cargo xtask test`.
@@ -434,7 +494,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let ws = crate::load()?;
     let root = ws.root.clone();
     let started = Instant::now();
-    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_tests(&root)));
+    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_side(&root)));
 
     let mut tally = Tally::default();
     println!("== guest tests ==");
@@ -448,23 +508,19 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
             tally.add(&format!("guest {}", c.name), false, &format!("{e:#}"));
         }
     }
-    if args.filter.as_deref().is_none_or(|f| "config".contains(f)) {
-        if let Err(e) = linking_checks(&ws, &mut tally) {
-            tally.add("config: linking checks", false, &format!("{e:#}"));
-        }
+    if args.filter.as_deref().is_none_or(|f| "config".contains(f))
+        && let Err(e) = linking_checks(&ws, &mut tally)
+    {
+        tally.add("config: linking checks", false, &format!("{e:#}"));
     }
 
     if let Some(host) = host {
-        println!("== host unit tests (cargo test --workspace) ==");
-        let (passed, failed, output) =
-            host.join().map_err(|_| anyhow::anyhow!("host test thread panicked"))??;
-        if failed > 0 {
-            println!("{output}");
-            tally.failures.push("host unit tests".into());
-        }
-        println!("host unit tests: {passed} passed, {failed} failed");
-        tally.passed += passed;
-        tally.failed += failed;
+        println!("== host: unit tests and lints ==");
+        let host = host.join().map_err(|_| anyhow::anyhow!("host test thread panicked"))??;
+        print!("{}", host.log);
+        tally.passed += host.passed;
+        tally.failed += host.failed;
+        tally.failures.extend(host.failures);
     }
 
     println!("== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
@@ -486,6 +542,14 @@ mod tests {
         let b = variant_name("tests", &["a=2".into()], None);
         assert_ne!(a, b);
         assert!(a.starts_with("tests-"));
+    }
+
+    #[test]
+    fn cargo_test_summaries_are_summed() {
+        let out =
+            "test result: ok. 5 passed; 0 failed; 0 ignored\nnoise\ntest result: FAILED. 2 passed; 1 failed;";
+        assert_eq!(count_cargo_tests(out), (7, 1));
+        assert_eq!(count_cargo_tests("nothing"), (0, 0));
     }
 
     #[test]

@@ -31,19 +31,11 @@ pub fn read_ordered() -> u64 {
 /// The TSC frequency in Hz, when CPUID reports it.
 pub fn frequency_hz() -> Option<u64> {
     let cpuid = raw_cpuid::CpuId::new();
-    if let Some(info) = cpuid.get_tsc_info() {
-        if let Some(hz) = info.tsc_frequency() {
-            if hz != 0 {
-                return Some(hz);
-            }
-        }
+    if let Some(hz) = cpuid.get_tsc_info().and_then(|info| info.tsc_frequency()).filter(|&hz| hz != 0) {
+        return Some(hz);
     }
-    if let Some(hv) = cpuid.get_hypervisor_info() {
-        if let Some(khz) = hv.tsc_frequency() {
-            if khz != 0 {
-                return Some(u64::from(khz) * 1000);
-            }
-        }
+    if let Some(khz) = cpuid.get_hypervisor_info().and_then(|hv| hv.tsc_frequency()).filter(|&khz| khz != 0) {
+        return Some(u64::from(khz) * 1000);
     }
     cpuid
         .get_processor_frequency_info()

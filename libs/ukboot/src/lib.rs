@@ -139,10 +139,11 @@ pub fn split_args<const N: usize>(cmdline: &str) -> Result<([&str; N], usize), u
 pub fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
     cmdline
         .split_ascii_whitespace()
+        .rev()
         .filter_map(|w| w.split_once('='))
         .filter(|(k, _)| *k == key)
         .map(|(_, v)| v)
-        .last()
+        .next()
 }
 
 /// The boot sequence; see the crate documentation.
