@@ -181,8 +181,38 @@ pub struct BuildOptions {
     pub quiet: bool,
 }
 
+/// Checks once per process that the toolchain has the guest target's
+/// standard library: without it every build fails with a screenful of
+/// "can't find crate for `core`"; this says what to run instead.
+fn check_guest_target(ws: &Workspace) -> Result<()> {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = CHECKED.get_or_init(|| {
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let output = Command::new(&rustc)
+            .current_dir(&ws.root)
+            .args(["--print", "sysroot"])
+            .output()
+            .map_err(|e| format!("running {rustc} --print sysroot: {e}"))?;
+        let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let lib = Path::new(&sysroot).join("lib").join("rustlib").join(TARGET).join("lib");
+        if lib.is_dir() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the toolchain at {sysroot} lacks the {TARGET} target (no {}); \
+                 run `rustup target add {TARGET}` in {} (rust-toolchain.toml lists it, but rustup \
+                 only installs it together with a missing toolchain)",
+                lib.display(),
+                ws.root.display()
+            ))
+        }
+    });
+    result.clone().map_err(anyhow::Error::msg)
+}
+
 /// Generates the root crate and builds the image.
 pub fn build(ws: &Workspace, resolved: &Resolved, opts: &BuildOptions) -> Result<Image> {
+    check_guest_target(ws)?;
     let name = opts.name.clone().unwrap_or_else(|| resolved.app.clone());
     let dir = work_dir(ws).join(&name);
     let crate_dir = dir.join("image");

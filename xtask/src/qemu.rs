@@ -57,17 +57,59 @@ pub fn kvm_usable() -> Result<(), String> {
     Ok(())
 }
 
+/// What provides `/dev/kvm` on this host, from the loaded kernel modules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmKind {
+    /// `kvm_intel` or `kvm_amd`: hardware virtualisation (VMX/SVM).
+    Hardware,
+    /// `kvm_pvm` alone: the PVM hypervisor ("pagetable-based virtual
+    /// machine"), which runs only paravirtualised PVM guests natively, at
+    /// hardware CPL 3. A guest that is not PVM-aware, like ours, stays in
+    /// PVM's bootstrap mode and is emulated instruction by instruction.
+    Pvm,
+    /// Neither module is visible (e.g. no /sys): assume hardware.
+    Unknown,
+}
+
+/// Which KVM implementation backs `/dev/kvm`, from `/sys/module`.
+pub fn kvm_kind() -> KvmKind {
+    kvm_kind_from(|module| Path::new("/sys/module").join(module).exists())
+}
+
+/// [`kvm_kind`] over a predicate "is this module loaded" (host-testable).
+pub fn kvm_kind_from(loaded: impl Fn(&str) -> bool) -> KvmKind {
+    if loaded("kvm_intel") || loaded("kvm_amd") {
+        KvmKind::Hardware
+    } else if loaded("kvm_pvm") {
+        KvmKind::Pvm
+    } else {
+        KvmKind::Unknown
+    }
+}
+
+/// Why `auto` does not pick a PVM-backed KVM (printed with the choice).
+pub const PVM_REASON: &str = "/dev/kvm is kvm_pvm, which emulates a guest that is not PVM-aware \
+     instruction by instruction (~2 us per instruction here, ~1000x slower than TCG); --accel kvm forces it";
+
 /// Resolves `auto`/`kvm`/`tcg` to an accelerator, with the reason for the choice.
+///
+/// `auto` takes KVM when `/dev/kvm` works and is hardware-backed; on a
+/// PVM-backed `/dev/kvm` it takes TCG and says why (see [`KvmKind::Pvm`]).
+/// `kvm` takes KVM whenever `/dev/kvm` works, PVM included.
 pub fn choose_accel(requested: &str) -> Result<(Accel, String)> {
     match requested {
         "tcg" => Ok((Accel::Tcg, "requested".into())),
         "kvm" => match kvm_usable() {
+            Ok(()) if kvm_kind() == KvmKind::Pvm => {
+                Ok((Accel::Kvm, "requested; kvm_pvm emulates this guest, expect it to be slow".into()))
+            }
             Ok(()) => Ok((Accel::Kvm, "requested".into())),
             Err(why) => bail!("--accel kvm requested but KVM is not usable: {why}"),
         },
-        "auto" => Ok(match kvm_usable() {
-            Ok(()) => (Accel::Kvm, "auto: /dev/kvm works".into()),
-            Err(why) => (Accel::Tcg, format!("auto: KVM not usable ({why})")),
+        "auto" => Ok(match (kvm_usable(), kvm_kind()) {
+            (Ok(()), KvmKind::Pvm) => (Accel::Tcg, format!("auto: {PVM_REASON}")),
+            (Ok(()), _) => (Accel::Kvm, "auto: /dev/kvm works".into()),
+            (Err(why), _) => (Accel::Tcg, format!("auto: KVM not usable ({why})")),
         }),
         other => bail!("unknown accelerator {other:?}; allowed: auto, kvm, tcg"),
     }
@@ -248,6 +290,14 @@ mod tests {
         assert_eq!(Outcome::from_exit_code(-1), Outcome::QemuFailed(-1));
         assert_eq!(Outcome::Status(3).exit_code(), 3);
         assert_eq!(Outcome::TimedOut.exit_code(), 1);
+    }
+
+    #[test]
+    fn kvm_kind_from_modules() {
+        assert_eq!(kvm_kind_from(|m| m == "kvm_intel"), KvmKind::Hardware);
+        assert_eq!(kvm_kind_from(|m| m == "kvm_amd" || m == "kvm_pvm"), KvmKind::Hardware);
+        assert_eq!(kvm_kind_from(|m| m == "kvm_pvm"), KvmKind::Pvm);
+        assert_eq!(kvm_kind_from(|_| false), KvmKind::Unknown);
     }
 
     #[test]
