@@ -170,7 +170,7 @@ mod tests {
         };
         let mem = OptionDecl {
             name: "mem".to_string(),
-            ty: OptionType::Int { range: Some((16, 64)) },
+            ty: OptionType::Int { range: Some((16, 64)), at_most: None },
             default: Value::Int(32),
             help: "Memory in MiB".to_string(),
         };

@@ -107,9 +107,64 @@ pub fn hypervisor() -> Hypervisor {
     }
 }
 
-/// The initial APIC id of the running CPU (CPUID.1:EBX[31:24]).
+/// The APIC id of the running CPU as CPUID reports it: the 32-bit x2APIC id
+/// of leaf 0xB when the CPU has that leaf, else the 8-bit initial APIC id of
+/// leaf 1 (EBX[31:24]). Valid before the local APIC is enabled, in either
+/// mode.
 pub fn apic_id() -> u32 {
-    CpuId::new().get_feature_info().map_or(0, |f| u32::from(f.initial_local_apic_id()))
+    let cpuid = CpuId::new();
+    if let Some(id) =
+        cpuid.get_extended_topology_info().and_then(|mut levels| levels.next()).map(|l| l.x2apic_id())
+    {
+        return id;
+    }
+    cpuid.get_feature_info().map_or(0, |f| u32::from(f.initial_local_apic_id()))
+}
+
+/// CPU features the platform services decide on at boot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// CPUID.1:ECX[21]: the local APIC supports x2APIC mode.
+    pub x2apic: bool,
+    /// CPUID.1:ECX[24]: the local APIC timer has a TSC-deadline mode.
+    pub tsc_deadline: bool,
+    /// CPUID.80000007H:EDX[8]: the TSC runs at a constant rate in every
+    /// power state.
+    pub invariant_tsc: bool,
+    /// CPUID.1:EDX[9]: a local APIC is present at all.
+    pub apic: bool,
+    /// CPUID.1:ECX[31]: running under a hypervisor.
+    pub hypervisor: bool,
+    /// KVM's paravirtual features (CPUID 0x40000001 EAX), 0 when the
+    /// hypervisor is not KVM. Bit 3 is `KVM_FEATURE_CLOCKSOURCE2`
+    /// (kvmclock at MSR 0x4b564d01).
+    pub kvm_features: u32,
+}
+
+/// `KVM_FEATURE_CLOCKSOURCE2` in [`Features::kvm_features`].
+pub const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
+
+/// Reads the [`Features`] of the running CPU (a few CPUID leaves: call at
+/// boot, not on hot paths).
+pub fn features() -> Features {
+    let cpuid = CpuId::new();
+    let leaf1 = cpuid.get_feature_info();
+    let hypervisor = leaf1.as_ref().is_some_and(|f| f.has_hypervisor());
+    let kvm_features = if hypervisor
+        && cpuid.get_hypervisor_info().map(|h| h.identify()) == Some(raw_cpuid::Hypervisor::KVM)
+    {
+        raw_cpuid::cpuid!(0x4000_0001).eax
+    } else {
+        0
+    };
+    Features {
+        x2apic: leaf1.as_ref().is_some_and(|f| f.has_x2apic()),
+        tsc_deadline: leaf1.as_ref().is_some_and(|f| f.has_tsc_deadline()),
+        invariant_tsc: cpuid.get_advanced_power_mgmt_info().is_some_and(|p| p.has_invariant_tsc()),
+        apic: leaf1.as_ref().is_some_and(|f| f.has_apic()),
+        hypervisor,
+        kvm_features,
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +176,12 @@ mod tests {
         let info = info();
         assert!(!info.vendor.as_str().is_empty());
         assert_ne!(info.vendor.as_str(), "?");
+    }
+
+    #[test]
+    fn host_cpu_has_an_apic() {
+        // Every x86_64 CPU (and every hypervisor's model of one) has one.
+        assert!(features().apic);
     }
 
     #[test]

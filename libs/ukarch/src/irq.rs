@@ -20,6 +20,18 @@ pub fn enabled() -> bool {
     interrupts::are_enabled()
 }
 
+/// Enables interrupts and halts until the next one, atomically: `sti` takes
+/// effect after the following instruction, so an interrupt that became
+/// pending after the caller's last check (made with interrupts disabled)
+/// still ends the `hlt` instead of being taken before it. The idiom of every
+/// idle loop: `disable(); if nothing_to_do() { enable_and_halt() }`.
+#[inline(always)]
+pub fn enable_and_halt() {
+    // SAFETY: `sti; hlt` only changes the interrupt flag (as `enable`
+    // does) and waits; no memory is touched.
+    unsafe { core::arch::asm!("sti", "hlt", options(nomem, nostack)) };
+}
+
 /// Disables interrupts and returns whether they were enabled before.
 #[inline(always)]
 pub fn save() -> bool {

@@ -5,11 +5,13 @@
 //!
 //! | module | offers |
 //! |---|---|
-//! | [`cpu`] | CPUID: vendor, brand string, family/model, feature flags, hypervisor leaf, APIC id |
+//! | [`cpu`] | CPUID: vendor, brand string, family/model, [`cpu::Features`] (x2APIC, TSC-deadline, kvmclock, ...), hypervisor leaf, APIC id |
 //! | [`tsc`] | the time-stamp counter (`rdtsc`, ordered `rdtscp`) and its frequency when CPUID tells it |
-//! | [`irq`] | interrupt enable/disable and save/restore ([`irq::IrqGuard`]) |
+//! | [`irq`] | interrupt enable/disable, save/restore ([`irq::IrqGuard`]), `sti; hlt` |
 //! | [`barrier`] | memory barriers and the spin-wait hint |
-//! | [`regs`] | control registers, RFLAGS, MSRs, port I/O, `hlt` |
+//! | [`regs`] | control registers, RFLAGS, MSRs, GS base, port I/O, `hlt` |
+//! | [`trap`] | [`trap::TrapFrame`], the register state saved on a trap |
+//! | [`cache`] | [`cache::CacheAligned`], against false sharing |
 //!
 //! Why these crates: `raw-cpuid` decodes CPUID leaves (vendor, brand string,
 //! feature bits) far more completely than hand-written code would; `x86_64`
@@ -26,7 +28,9 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod barrier;
+pub mod cache;
 pub mod cpu;
 pub mod irq;
 pub mod regs;
+pub mod trap;
 pub mod tsc;

@@ -74,3 +74,52 @@ pub unsafe fn outl(port: u16, value: u32) {
     // SAFETY: the caller owns the port (function contract).
     unsafe { Port::<u32>::new(port).write(value) };
 }
+
+/// `IA32_APIC_BASE`: local APIC base address and enable bits.
+pub const MSR_APIC_BASE: u32 = 0x1b;
+/// `IA32_TSC_DEADLINE`: the local APIC timer's deadline in TSC-deadline mode.
+pub const MSR_TSC_DEADLINE: u32 = 0x6e0;
+/// `IA32_GS_BASE`: the GS segment base (per-CPU data, see `ukplat::cpu`).
+pub const MSR_GS_BASE: u32 = 0xc000_0101;
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// `msr` must exist on this CPU (else #GP), and reading it must have no side
+/// effect the caller does not intend.
+#[inline(always)]
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    // SAFETY: forwarded caller contract.
+    unsafe { Msr::new(msr).read() }
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// `msr` must exist and accept `value`; the write changes CPU state the
+/// caller must own.
+#[inline(always)]
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: forwarded caller contract.
+    unsafe { Msr::new(msr).write(value) };
+}
+
+/// The GS base of this CPU.
+#[inline(always)]
+pub fn gs_base() -> u64 {
+    // SAFETY: IA32_GS_BASE exists on every x86_64 CPU; reading it has no
+    // side effects.
+    unsafe { rdmsr(MSR_GS_BASE) }
+}
+
+/// Sets the GS base of this CPU.
+///
+/// # Safety
+/// Code that reads per-CPU data through GS (`ukplat::cpu`) must find what it
+/// expects at the new base.
+#[inline(always)]
+pub unsafe fn set_gs_base(base: u64) {
+    // SAFETY: IA32_GS_BASE exists on every x86_64 CPU; the caller vouches
+    // for the contents.
+    unsafe { wrmsr(MSR_GS_BASE, base) };
+}

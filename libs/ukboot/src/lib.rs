@@ -177,7 +177,7 @@ pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     ukarch::irq::disable();
     let mut out = ukplat::console::Writer;
-    let _ = write!(out, "\n*** PANIC on CPU {}", ukarch::cpu::apic_id());
+    let _ = write!(out, "\n*** PANIC on CPU {}", ukplat::cpu::this_cpu());
     if let Some(location) = info.location() {
         let _ = write!(out, " at {}:{}:{}", location.file(), location.line(), location.column());
     }

@@ -69,6 +69,22 @@ pub struct MemoryRegion {
     pub kind: MemoryKind,
 }
 
+/// The ACPI power-management timer: a free-running counter in I/O space at
+/// [`PmTimer::HZ`], 24 or 32 bits wide (q35 has one; microvm's
+/// hardware-reduced ACPI does not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PmTimer {
+    /// Its I/O port.
+    pub port: u16,
+    /// Counter width: 24 or 32.
+    pub bits: u8,
+}
+
+impl PmTimer {
+    /// Its rate.
+    pub const HZ: u64 = 3_579_545;
+}
+
 /// Everything the platform learned while booting.
 #[derive(Clone, Copy, Debug)]
 pub struct BootInfo {
@@ -85,6 +101,10 @@ pub struct BootInfo {
     pub boot_tsc: u64,
     /// Physical range occupied by the loaded image (text, data, bss).
     pub image: PhysRange,
+    /// The CPUs, I/O APICs and ISA interrupt overrides.
+    pub topology: crate::cpu::Topology,
+    /// The ACPI PM timer, when the firmware describes one.
+    pub pm_timer: Option<PmTimer>,
 }
 
 impl BootInfo {
@@ -142,6 +162,8 @@ mod tests {
             rsdp: None,
             boot_tsc: 0,
             image: PhysRange { start: 0x100000, end: 0x200000 },
+            topology: crate::cpu::Topology::default(),
+            pm_timer: None,
         };
         assert_eq!(info.ram_bytes(), 0x9fc00 + 0x700000);
         assert_eq!(info.free_bytes(), 0x600000);

@@ -7,16 +7,22 @@
 //!
 //! | interface | registered by the platform with | used by libraries through |
 //! |---|---|---|
-//! | boot information (memory map, free memory, command line, RSDP, boot TSC) | [`enter_main`] | [`boot_info`] |
+//! | boot information (memory map, free memory, command line, RSDP, boot TSC, CPU topology) | [`enter_main`] | [`boot_info`], [`cpu::topology`] |
 //! | console output device | [`console::register`] | [`console::write`] |
 //! | shutdown with a status | [`exit::register`] | [`exit::exit`] |
+//! | per-CPU header at GS (index, preemption counter, interrupt depth) | [`cpu::init_this_cpu`] on each CPU | [`cpu::this_cpu`], [`per_cpu!`], [`cpu::PreemptGuard`] |
+//! | parked secondary CPUs | (parks them at boot) | [`cpu::release_secondaries`] |
+//! | trap dispatch | (calls [`irq::handler`] for every trap) | [`irq::register`], [`irq::allocate`] |
+//! | interrupt controller | — (the `apic` library: [`irq::register_controller`]) | [`irq::eoi`], [`irq::route_isa_irq`] |
 //!
 //! After platform initialisation the platform calls [`enter_main`], which hands
 //! control to the boot library's entry point (`__ukplat_main`, defined by
 //! `ukboot::image_main!` in the image's root crate).
 //!
-//! **Needs:** nothing but `spin` (for one-time registration cells).
-//! **Config options:** none.
+//! **Needs:** `ukarch` (the trap frame, GS base), `ukconfig` (the platform
+//! options `cpus` and `max_cpus`, which every platform must declare), `spin`
+//! (one-time registration cells).
+//! **Config options:** none of its own.
 //!
 //! ```
 //! # fn main() {
@@ -37,9 +43,11 @@
 
 pub mod boot;
 pub mod console;
+pub mod cpu;
 pub mod exit;
+pub mod irq;
 
-pub use boot::{BootInfo, MemoryKind, MemoryRegion, PhysRange, boot_info};
+pub use boot::{BootInfo, MemoryKind, MemoryRegion, PhysRange, PmTimer, boot_info};
 
 #[cfg(target_os = "none")]
 unsafe extern "Rust" {

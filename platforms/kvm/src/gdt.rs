@@ -146,7 +146,9 @@ impl Default for CpuTables {
 }
 
 impl CpuTables {
-    /// All-zero tables; [`CpuTables::load`] fills them in.
+    /// All-zero tables; [`CpuTables::load`] fills them in. All-zero bytes
+    /// are a valid `CpuTables` (integers and byte arrays only), which the
+    /// secondary-CPU bring-up relies on to initialise them in place.
     pub const fn new() -> Self {
         Self {
             gdt: Gdt([0; GDT_ENTRIES]),
@@ -353,6 +355,16 @@ mod tests {
         let base = core::ptr::addr_of!(tables.tss) as u64;
         assert_eq!(tables.gdt.0[3..], tss_descriptor(base, 103));
         assert_eq!(tables.gdt.0[0], 0);
+    }
+
+    #[test]
+    fn new_tables_are_all_zero_bytes() {
+        let tables = Box::new(CpuTables::new());
+        // SAFETY: reading the bytes of a fully initialised value.
+        let bytes = unsafe {
+            core::slice::from_raw_parts((&*tables as *const CpuTables).cast::<u8>(), size_of::<CpuTables>())
+        };
+        assert!(bytes.iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -9,35 +9,48 @@
 //! | PVH note, 32-bit entry, boot page tables, long mode | `boot.S` |
 //! | memory layout (load at 1 MiB, PT_NOTE for the entry) | `link.ld` |
 //! | `hvm_start_info` → [`ukplat::BootInfo`] | [`pvh`] |
-//! | GDT, TSS with IST stacks for #DF/NMI/#MC | `gdt` |
-//! | IDT, exception entry stubs, exception reports | `trap` |
+//! | ACPI: MADT (CPUs, I/O APICs, overrides), FADT (PM timer) | [`acpi`] |
+//! | GDT, TSS with IST stacks for #DF/NMI/#MC, per CPU | `gdt` |
+//! | IDT, trap entry stubs, dispatch to `ukplat::irq`, exception reports | `trap` |
+//! | secondary CPUs: real-mode trampoline, INIT–SIPI–SIPI, parking | [`smp`], `ap_trampoline.S` |
 //! | console: 16550 UART at 0x3f8 | [`serial`] |
 //! | shutdown with a status: `isa-debug-exit` at port 0xf4 | [`shutdown`] |
 //!
-//! Boot order in [`kvm_main`]: console, exit, CPU tables (GDT/TSS/IDT), boot
-//! information, unmap page 0 (null-pointer accesses fault), then
-//! [`ukplat::enter_main`].
+//! Boot order in `kvm_main` (boot CPU, interrupts disabled throughout):
+//! console and exit; GDT/TSS/IDT; the per-CPU header (GS) of CPU 0; the
+//! boot information (memory map, command line); ACPI (MADT, FADT); the local
+//! APIC (`apic::init_boot_cpu`, which may refuse the configured mode); the
+//! secondary CPUs (started in parallel, parked); page 0 unmapped
+//! (null-pointer accesses fault); then [`ukplat::enter_main`] with the
+//! topology. A failure at any step is one line `kvm: ...` and exit status 1.
 //!
 //! QEMU flags the platform needs (`cargo xtask run` passes them):
 //! `-kernel IMAGE -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio`,
 //! `-cpu host,-arch-capabilities` under KVM, `-cpu max` under TCG.
 //!
-//! **Needs:** `ukplat`, `ukarch`, `ukconfig`, `x86_64`, `spin`.
+//! **Needs:** `ukplat`, `ukarch`, `ukconfig`, `apic` (the local APIC for
+//! INIT/SIPI and each CPU's enable; selected by this platform), `acpi`,
+//! `x86_64`, `spin`.
 //! **Config options** (`[platform]` in an app's config): `machine`, `cpus`,
-//! `memory`, `accel`, `cmdline` — see `Kconfig.toml`.
+//! `max_cpus`, `memory`, `accel`, `cmdline` — see `Kconfig.toml`.
 #![cfg_attr(not(test), no_std)]
 
+pub mod acpi;
 mod gdt;
 pub mod pvh;
 pub mod serial;
 pub mod shutdown;
+pub mod smp;
 mod trap;
+
+core::arch::global_asm!(include_str!("ap_trampoline.S"), options(att_syntax));
 
 #[cfg(target_os = "none")]
 mod entry {
-    use crate::{pvh, serial, shutdown};
+    use crate::{pvh, serial, shutdown, smp};
     use core::fmt::Write;
     use ukplat::PhysRange;
+    use ukplat::cpu::{CpuDesc, MAX_CPUS, Topology};
 
     core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
 
@@ -49,6 +62,14 @@ mod entry {
     }
 
     static STORAGE: spin::Once<pvh::Storage> = spin::Once::new();
+    static FIRMWARE: spin::Once<crate::acpi::Firmware> = spin::Once::new();
+    static CPUS: spin::Once<[CpuDesc; MAX_CPUS]> = spin::Once::new();
+
+    /// Reports a boot failure in one line and exits with status 1.
+    fn fail(what: core::fmt::Arguments<'_>) -> ! {
+        let _ = writeln!(ukplat::console::Writer, "kvm: boot failed: {what}");
+        shutdown::exit(ukplat::exit::FAILURE)
+    }
 
     /// Rust entry, called by `boot.S` in long mode on the boot stack.
     #[unsafe(no_mangle)]
@@ -57,6 +78,12 @@ mod entry {
         ukplat::console::register(&serial::COM1_CONSOLE);
         ukplat::exit::register(shutdown::exit);
         crate::trap::init();
+        let boot_apic_id = ukarch::cpu::apic_id();
+        // SAFETY: the boot CPU is CPU 0; interrupts are disabled; the GDT
+        // load (which nulls GS) is done.
+        unsafe { ukplat::cpu::init_this_cpu(0, boot_apic_id) };
+        // SAFETY: written once by boot.S before any Rust code ran.
+        let boot_tsc = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(kvm_boot_tsc)) };
 
         let image = PhysRange {
             start: core::ptr::addr_of!(__image_start) as u64,
@@ -85,25 +112,75 @@ mod entry {
         } else {
             &[]
         };
-        let storage = match pvh::Storage::new(&start, memmap, cmdline, image) {
-            Ok(storage) => STORAGE.call_once(|| storage),
-            Err(error) => {
-                let _ = writeln!(ukplat::console::Writer, "kvm: boot failed: {error}");
-                shutdown::exit(ukplat::exit::FAILURE)
-            }
+        let mut storage = match pvh::Storage::new(&start, memmap, cmdline, image) {
+            Ok(storage) => storage,
+            Err(error) => fail(format_args!("{error}")),
         };
         let rsdp = match start.rsdp_paddr {
             // SAFETY: the BIOS area below 1 MiB is identity-mapped by boot.S.
             0 => unsafe { pvh::scan_rsdp() },
             paddr => Some(paddr),
         };
-        // SAFETY: written once by boot.S before any Rust code ran.
-        let boot_tsc = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(kvm_boot_tsc)) };
-        let info = storage.boot_info(rsdp, boot_tsc, image);
+        // SAFETY: the RSDP is the firmware's, and nothing has reused the
+        // memory of the tables yet (the trampoline is copied later).
+        let firmware = match rsdp.map(|rsdp| unsafe { crate::acpi::read(rsdp) }) {
+            Some(Ok(firmware)) => firmware,
+            Some(Err(error)) => fail(format_args!("{error}")),
+            None => fail(format_args!("{}", crate::acpi::AcpiError::NoRsdp)),
+        };
+        let firmware = FIRMWARE.call_once(|| firmware);
+
+        // SAFETY: boot CPU, interrupts disabled, IDT and GS set up.
+        if let Err(error) = unsafe { apic::init_boot_cpu() } {
+            fail(format_args!("apic: {error}"));
+        }
+
+        let plan = match smp::plan(firmware.madt.cpus(), boot_apic_id, ukconfig::platform::CPUS) {
+            Ok(plan) => plan,
+            Err(error) => fail(format_args!("{error}")),
+        };
+        smp::record(&plan, boot_tsc);
+        let mut bringup_start_tsc = 0;
+        if plan.count > 1 {
+            let needed = (plan.count - 1) as u64 * size_of::<smp::ApMemory>() as u64;
+            let Some(memory) = storage.reserve(needed, 4096) else {
+                fail(format_args!("{}", smp::SmpError::OutOfMemory { needed }))
+            };
+            // SAFETY: boot CPU, interrupts disabled, after apic init;
+            // `memory` was just reserved (removed from the free memory the
+            // heap gets); the trampoline page 0x8000 is low memory that
+            // nothing uses once the start info and ACPI tables were read.
+            match unsafe { smp::start_secondaries(plan.count, memory) } {
+                Ok(began) => bringup_start_tsc = began,
+                Err(error) => fail(format_args!("{error}")),
+            }
+        }
+        let cpus = CPUS.call_once(|| {
+            let mut cpus = [CpuDesc::default(); MAX_CPUS];
+            smp::descriptions(&mut cpus);
+            cpus
+        });
+
+        let storage = STORAGE.call_once(|| storage);
+        let madt = &firmware.madt;
+        let info = ukplat::BootInfo {
+            topology: Topology {
+                cpus: &cpus[..plan.count],
+                cpus_in_firmware: madt.cpu_count + madt.cpus_dropped,
+                bringup_start_tsc,
+                local_apic_address: madt.local_apic_address,
+                io_apics: &madt.io_apics[..madt.io_apic_count],
+                isa_overrides: &madt.overrides[..madt.override_count],
+                has_8259: madt.has_8259,
+            },
+            pm_timer: firmware.pm_timer,
+            ..storage.boot_info(rsdp, boot_tsc, image)
+        };
 
         // Everything needed from low memory is copied: make page 0 fault.
         // SAFETY: PT0 maps the first 2 MiB; entry 0 is page 0, which no Rust
-        // object lives in; `invlpg` drops the stale translation.
+        // object lives in; `invlpg` drops the stale translation. The other
+        // CPUs never touched page 0 (their trampoline is at 0x8000).
         unsafe {
             core::ptr::write_volatile(core::ptr::addr_of!(kvm_boot_pt0).cast_mut(), 0);
             core::arch::asm!("invlpg [{}]", in(reg) 0usize, options(nostack, preserves_flags));

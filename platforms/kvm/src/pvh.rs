@@ -161,8 +161,27 @@ impl Storage {
     }
 
     /// The boot information over this storage.
+    /// Takes `size` bytes aligned to `align` (a power of two) from the top
+    /// of the highest free range that has room, and removes them from the
+    /// free memory handed to the libraries. For what the platform needs
+    /// before the heap exists (secondary CPUs' tables and stacks).
+    pub fn reserve(&mut self, size: u64, align: u64) -> Option<u64> {
+        debug_assert!(align.is_power_of_two());
+        let free = &mut self.free[..self.free_len];
+        let range = free.iter_mut().rev().find(|r| {
+            r.end.checked_sub(size).map(|s| s & !(align - 1)).is_some_and(|start| start >= r.start)
+        })?;
+        let start = (range.end - size) & !(align - 1);
+        range.end = start;
+        Some(start)
+    }
+
+    /// The boot information over this storage; the caller fills in the
+    /// topology and the PM timer.
     pub fn boot_info(&'static self, rsdp: Option<u64>, boot_tsc: u64, image: PhysRange) -> BootInfo {
         BootInfo {
+            topology: ukplat::cpu::Topology::default(),
+            pm_timer: None,
             memory_map: &self.map[..self.map_len],
             free_memory: &self.free[..self.free_len],
             // Checked to be UTF-8 in `new`.
@@ -238,6 +257,20 @@ mod tests {
         let storage = Box::leak(Box::new(Storage::new(&start(), &map, b"", IMAGE).unwrap()));
         let info = storage.boot_info(None, 0, IMAGE);
         assert_eq!(info.free_memory.last().unwrap().end, MAPPED_END);
+    }
+
+    #[test]
+    fn reserve_takes_aligned_memory_from_the_top() {
+        let map = [entry(0x10_0000, 0x3f0_0000, 1)];
+        let mut storage = Box::new(Storage::new(&start(), &map, b"", IMAGE).unwrap());
+        let a = storage.reserve(0x1_0000, 4096).unwrap();
+        assert_eq!(a, 0x400_0000 - 0x1_0000);
+        let b = storage.reserve(100, 4096).unwrap();
+        assert_eq!(b, (a - 100) & !0xfff);
+        assert!(storage.reserve(1 << 40, 4096).is_none());
+        let storage: &'static Storage = Box::leak(storage);
+        let info = storage.boot_info(None, 0, IMAGE);
+        assert_eq!(info.free_memory, &[PhysRange { start: 0x12_0000, end: b }]);
     }
 
     #[test]

@@ -11,19 +11,20 @@
 //!    common path, which saves the 15 general-purpose registers: the stack
 //!    now holds a [`TrapFrame`]. It calls [`trap_dispatch`] with a pointer to
 //!    it, restores the (possibly modified) registers and returns with `iretq`.
-//! 3. [`trap_dispatch`] calls the handler [`register`]ed for the vector, if
-//!    any; otherwise the trap is fatal: a report goes to the console and the
-//!    machine exits with [`ukplat::exit::CPU_EXCEPTION`].
+//! 3. [`trap_dispatch`] calls the handler registered for the vector in
+//!    `ukplat::irq` (libraries register there: the APIC's, the timer's, the
+//!    cross-CPU calls'), between `ukplat::cpu::irq_enter`/`irq_exit` for
+//!    vectors 32–255; without a handler the trap is fatal: a report goes to
+//!    the console and the machine exits with [`ukplat::exit::CPU_EXCEPTION`].
 //!
-//! Gates 0–31 (the exceptions) are present from [`init`] on; gates 32–255
-//! (external interrupts, IPIs) become present when a handler is registered
-//! for them — later work (APIC timer, I/O APIC, IPIs) only calls
-//! [`register`]. Stubs exist for all 256 vectors already.
+//! All 256 gates are present from [`init`] on, so an interrupt nobody
+//! registered is reported by its own vector number (`UNHANDLED INTERRUPT`)
+//! rather than as a #NP on its gate.
 //!
 //! # Reports
 //!
 //! ```text
-//! *** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0
+//! *** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0 (APIC id 0)
 //! error code: 0x0
 //! RIP: 0x0000000000102345  CS: 0x8  RFLAGS: 0x0000000000010002
 //! RSP: 0x0000000000123f50  SS: 0x10
@@ -45,13 +46,14 @@
 //! A fault while reporting must not loop: a nesting counter makes the second
 //! level print one line through the plainest path (no `core::fmt`) and exit,
 //! the third (the console faulted) exit silently, and a fourth (the exit path
-//! itself faulted) halt the CPU. The counter is
-//! global, not per-CPU: with SMP the first fatal trap wins and later ones on
-//! other CPUs take the short path, which is what a fatal report wants anyway.
+//! itself faulted) halt the CPU. The counter is global, not per-CPU: with
+//! SMP the first fatal trap wins, and a fatal trap on another CPU while the
+//! first report is being written halts that CPU quietly (two reports would
+//! interleave on the console, and the first one decides the exit status).
 
 use crate::gdt;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 core::arch::global_asm!(include_str!("trap_entry.S"), options(att_syntax));
 
@@ -82,75 +84,7 @@ pub mod vector {
     pub const MACHINE_CHECK: u8 = 18;
 }
 
-/// The saved state of the interrupted code, as `trap_entry.S` lays it out on
-/// the stack (lowest address first). A handler may change it; the entry path
-/// restores every field on return.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[allow(missing_docs, reason = "register names")]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    /// Pushed by the stub.
-    pub vector: u64,
-    /// Pushed by the CPU, or 0 by the stub for vectors without one.
-    pub error_code: u64,
-    // The hardware frame.
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
-
-// ---------------------------------------------------------------------------
-// Handlers
-
-/// A handler for one vector. It runs with interrupts disabled on the
-/// interrupted stack (or the vector's IST stack) and may modify the frame.
-pub type TrapHandler = fn(&mut TrapFrame);
-
-/// Registered handlers, as `TrapHandler` pointers (null: none).
-static HANDLERS: [AtomicPtr<()>; VECTORS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; VECTORS];
-
-/// Set once [`init`] filled the IDT.
-static IDT_READY: AtomicBool = AtomicBool::new(false);
-
-/// Installs `handler` for `vector` and returns the previous one. For vectors
-/// 32–255 this also makes the gate present. Exceptions (0–31) with a handler
-/// are no longer fatal: the handler decides (e.g. a future #PF handler for
-/// demand paging, or #BP for a debugger).
-#[allow(dead_code, reason = "API for the interrupt controller, timer and IPI work; no user yet")]
-pub fn register(vector: u8, handler: TrapHandler) -> Option<TrapHandler> {
-    let previous = HANDLERS[usize::from(vector)].swap(handler as *mut (), Ordering::AcqRel);
-    if IDT_READY.load(Ordering::Acquire) {
-        IDT.set_gate(vector, true);
-    }
-    // SAFETY: HANDLERS only ever holds null or a `TrapHandler` cast to a
-    // pointer (just above); fn pointers and data pointers have the same size
-    // on x86_64.
-    (!previous.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), TrapHandler>(previous) })
-}
-
-/// The handler registered for `vector`.
-fn handler(vector: u8) -> Option<TrapHandler> {
-    let raw = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-    // SAFETY: as in `register`: only null or a `TrapHandler` is stored.
-    (!raw.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), TrapHandler>(raw) })
-}
+pub use ukarch::trap::TrapFrame;
 
 // ---------------------------------------------------------------------------
 // The IDT
@@ -227,12 +161,9 @@ impl Idt {
     }
 }
 
-/// Sets up the boot CPU: its GDT and TSS (`gdt.rs`), then the IDT with gates
-/// 0–31 present (and any vector that already has a handler). Call once, early,
-/// with interrupts disabled; from then on exceptions produce reports.
-///
-/// An application processor (SMP, later) loads its own
-/// [`gdt::CpuTables`] and then the shared IDT (`IDT.load()`).
+/// Sets up the boot CPU: its GDT and TSS (`gdt.rs`), then the IDT with all
+/// 256 gates present. Call once, early, with interrupts disabled and before
+/// the GS base is set; from then on traps produce reports.
 #[cfg_attr(
     not(target_os = "none"),
     allow(dead_code, reason = "only the guest-only kvm_main calls it; host builds run the unit tests")
@@ -246,10 +177,20 @@ pub fn init() {
     // with interrupts disabled (just above), before FS/GS bases are set.
     unsafe { gdt::init_boot_cpu() };
     for vector in 0..=u8::MAX {
-        let present = vector < FIRST_INTERRUPT_VECTOR || handler(vector).is_some();
-        IDT.set_gate(vector, present);
+        IDT.set_gate(vector, true);
     }
-    IDT_READY.store(true, Ordering::Release);
+    IDT.load();
+}
+
+/// Loads a secondary CPU's own GDT and TSS and the shared IDT.
+///
+/// # Safety
+/// As for [`gdt::CpuTables::load`]: once per CPU, on that CPU, interrupts
+/// disabled, before its GS base is set, after [`init`] ran on the boot CPU.
+#[cfg_attr(not(target_os = "none"), allow(dead_code, reason = "guest-only bring-up path"))]
+pub unsafe fn init_secondary(tables: &'static mut gdt::CpuTables) {
+    // SAFETY: forwarded caller contract.
+    unsafe { tables.load() };
     IDT.load();
 }
 
@@ -259,8 +200,13 @@ pub fn init() {
 /// Called by `trap_entry.S` for every trap, with the saved frame.
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
-    let vector = (frame.vector & 0xff) as u8;
-    match handler(vector) {
+    let vector = frame.vector();
+    match ukplat::irq::handler(vector) {
+        Some(handler) if vector >= FIRST_INTERRUPT_VECTOR => {
+            ukplat::cpu::irq_enter();
+            handler(frame);
+            ukplat::cpu::irq_exit();
+        }
         Some(handler) => handler(frame),
         None => fatal(frame),
     }
@@ -269,12 +215,32 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
 /// Fatal-trap nesting depth (see the module documentation).
 static FATAL_DEPTH: AtomicU32 = AtomicU32::new(0);
 
+/// The CPU writing the first fatal report.
+static REPORTING_CPU: ReportingCpu = ReportingCpu(AtomicUsize::new(0));
+
+/// A CPU index + 1 (0: nobody yet).
+struct ReportingCpu(AtomicUsize);
+
+impl ReportingCpu {
+    fn claim(&self) {
+        self.0.store(ukplat::cpu::this_cpu() + 1, Ordering::Release);
+    }
+
+    fn is_this_cpu(&self) -> bool {
+        self.0.load(Ordering::Acquire) == ukplat::cpu::this_cpu() + 1
+    }
+}
+
 /// Reports an unhandled trap and exits; never returns.
 fn fatal(frame: &TrapFrame) -> ! {
-    let vector = (frame.vector & 0xff) as u8;
+    let vector = frame.vector();
     // CR2 first, before anything else can fault and overwrite it.
     let cr2 = if vector == vector::PAGE_FAULT { ukarch::regs::cr2() } else { 0 };
-    match FATAL_DEPTH.fetch_add(1, Ordering::AcqRel) {
+    let depth = FATAL_DEPTH.fetch_add(1, Ordering::AcqRel);
+    if depth == 0 {
+        REPORTING_CPU.claim();
+    }
+    match depth {
         0 => {
             let regs = ControlRegs {
                 cr0: ukarch::regs::cr0(),
@@ -282,8 +248,9 @@ fn fatal(frame: &TrapFrame) -> ! {
                 cr3: ukarch::regs::cr3(),
                 cr4: ukarch::regs::cr4(),
             };
-            let cpu = ukarch::cpu::apic_id();
-            let _ = write_report(&mut ukplat::console::Writer, frame, cpu, &regs);
+            let cpu = ukplat::cpu::this_cpu();
+            let apic_id = ukplat::cpu::this_apic_id();
+            let _ = write_report(&mut ukplat::console::Writer, frame, cpu, apic_id, &regs);
             let mut frames = [0u64; MAX_BACKTRACE];
             // SAFETY: `read_stack_word` is only called on addresses that
             // `walk_frame_pointers` checked to be aligned and inside the
@@ -291,6 +258,8 @@ fn fatal(frame: &TrapFrame) -> ! {
             let depth = walk_frame_pointers(frame.rbp, &mut frames, |addr| unsafe { read_stack_word(addr) });
             let _ = write_backtrace(&mut ukplat::console::Writer, &frames[..depth]);
         }
+        // Another CPU is already reporting: stop here, quietly.
+        _ if !REPORTING_CPU.is_this_cpu() => halt_forever(),
         1 => {
             let mut line = [0u8; 128];
             let len = nested_message(vector, &mut line);
@@ -506,14 +475,21 @@ pub struct ControlRegs {
 }
 
 /// Writes the report (everything but the backtrace) for an unhandled trap.
-pub fn write_report(w: &mut impl Write, frame: &TrapFrame, cpu: u32, regs: &ControlRegs) -> fmt::Result {
-    let vector = (frame.vector & 0xff) as u8;
+pub fn write_report(
+    w: &mut impl Write,
+    frame: &TrapFrame,
+    cpu: usize,
+    apic_id: u32,
+    regs: &ControlRegs,
+) -> fmt::Result {
+    let vector = frame.vector();
     let (name, description) = vector_name(vector);
     if vector < FIRST_INTERRUPT_VECTOR {
-        writeln!(w, "*** CPU EXCEPTION {name} (vector {vector}, {description}) on CPU {cpu}")?;
+        write!(w, "*** CPU EXCEPTION {name} (vector {vector}, {description})")?;
     } else {
-        writeln!(w, "*** UNHANDLED INTERRUPT (vector {vector}, {description}) on CPU {cpu}")?;
+        write!(w, "*** UNHANDLED INTERRUPT (vector {vector}, {description})")?;
     }
+    writeln!(w, " on CPU {cpu} (APIC id {apic_id})")?;
     write!(w, "error code: {:#x}", frame.error_code)?;
     if has_selector_error(vector) && frame.error_code != 0 {
         write!(w, " (selector error: {})", SelectorError(frame.error_code))?;
@@ -635,13 +611,10 @@ mod tests {
 
     #[test]
     fn frame_layout_matches_trap_entry() {
-        assert_eq!(size_of::<TrapFrame>(), 22 * 8);
+        // trap_entry.S pushes r15 last (lowest address), the stub's two
+        // words sit below the CPU's five.
         assert_eq!(core::mem::offset_of!(TrapFrame, r15), 0);
-        assert_eq!(core::mem::offset_of!(TrapFrame, rax), 14 * 8);
-        assert_eq!(core::mem::offset_of!(TrapFrame, vector), 15 * 8);
         assert_eq!(core::mem::offset_of!(TrapFrame, error_code), 16 * 8);
-        assert_eq!(core::mem::offset_of!(TrapFrame, rip), 17 * 8);
-        assert_eq!(core::mem::offset_of!(TrapFrame, ss), 21 * 8);
         // 16-byte aligned after the pushes when the CPU aligned the frame.
         assert_eq!(size_of::<TrapFrame>() % 16, 0);
     }
@@ -751,9 +724,9 @@ mod tests {
     fn report_for_invalid_opcode() {
         let mut out = String::new();
         let regs = ControlRegs { cr0: 0x8001_0033, cr2: 0, cr3: 0x10_9000, cr4: 0x20 };
-        write_report(&mut out, &sample_frame(6, 0), 0, &regs).unwrap();
+        write_report(&mut out, &sample_frame(6, 0), 0, 0, &regs).unwrap();
         let expected = "\
-*** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0
+*** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0 (APIC id 0)
 error code: 0x0
 RIP: 0x0000000000102345  CS: 0x8  RFLAGS: 0x0000000000010002
 RSP: 0x0000000000123f50  SS: 0x10
@@ -771,8 +744,8 @@ CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020
     fn report_for_page_fault_and_gp() {
         let mut out = String::new();
         let regs = ControlRegs { cr2: 0x10_0000_0000, ..ControlRegs::default() };
-        write_report(&mut out, &sample_frame(14, 0), 1, &regs).unwrap();
-        assert!(out.starts_with("*** CPU EXCEPTION #PF (vector 14, page fault) on CPU 1\n"));
+        write_report(&mut out, &sample_frame(14, 0), 1, 2, &regs).unwrap();
+        assert!(out.starts_with("*** CPU EXCEPTION #PF (vector 14, page fault) on CPU 1 (APIC id 2)\n"));
         assert!(
             out.contains("\nCR2: 0x0000001000000000 (page fault address; not present, read, supervisor)\n")
         );
@@ -780,22 +753,26 @@ CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020
 
         let mut out = String::new();
         let regs = ControlRegs { cr2: 0x8, ..ControlRegs::default() };
-        write_report(&mut out, &sample_frame(14, 2), 0, &regs).unwrap();
+        write_report(&mut out, &sample_frame(14, 2), 0, 0, &regs).unwrap();
         assert!(out.contains("(page fault address; not present, write, supervisor)\nhint: "));
 
         let mut out = String::new();
-        write_report(&mut out, &sample_frame(13, 0x18), 0, &ControlRegs::default()).unwrap();
-        assert!(out.starts_with("*** CPU EXCEPTION #GP (vector 13, general protection) on CPU 0\n"));
+        write_report(&mut out, &sample_frame(13, 0x18), 0, 0, &ControlRegs::default()).unwrap();
+        assert!(
+            out.starts_with("*** CPU EXCEPTION #GP (vector 13, general protection) on CPU 0 (APIC id 0)\n")
+        );
         assert!(out.contains("\nerror code: 0x18 (selector error: GDT index 3)\n"));
         assert!(!out.contains("CR2"));
 
         let mut out = String::new();
-        write_report(&mut out, &sample_frame(13, 0), 0, &ControlRegs::default()).unwrap();
+        write_report(&mut out, &sample_frame(13, 0), 0, 0, &ControlRegs::default()).unwrap();
         assert!(out.contains("\nerror code: 0x0\n"));
 
         let mut out = String::new();
-        write_report(&mut out, &sample_frame(40, 0), 0, &ControlRegs::default()).unwrap();
-        assert!(out.starts_with("*** UNHANDLED INTERRUPT (vector 40, external interrupt) on CPU 0\n"));
+        write_report(&mut out, &sample_frame(40, 0), 3, 7, &ControlRegs::default()).unwrap();
+        assert!(
+            out.starts_with("*** UNHANDLED INTERRUPT (vector 40, external interrupt) on CPU 3 (APIC id 7)\n")
+        );
     }
 
     #[test]

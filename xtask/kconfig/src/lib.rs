@@ -26,6 +26,7 @@
 //!   type = "int"
 //!   default = 0
 //!   range = [0, 4194304]          # int only, optional, inclusive
+//!   # at_most = "max_heap_kib"    # int only, optional: <= that int option of this library
 //!   help = "Largest heap in KiB (0: all free RAM)"
 //!   ```
 //!
@@ -56,7 +57,8 @@
 //! platform's `selects` and everything those select in turn; checks every
 //! `depends` and that the app's own library dependencies are selected; and
 //! gives every option of the platform and of the selected libraries a value:
-//! its default, overridden by the config file, overridden by `--set`.
+//! its default, overridden by the config file, overridden by `--set`; then
+//! checks every `at_most` bound between int options.
 //! [`Resolved::to_rust`] turns the result into the source of the `ukconfig`
 //! crate: typed constants, one module per library.
 //!
@@ -164,10 +166,15 @@ pub struct OptionDecl {
 pub enum OptionType {
     /// `true` or `false`.
     Bool,
-    /// A 64-bit signed integer, optionally within an inclusive range.
+    /// A 64-bit signed integer, optionally within an inclusive range and at
+    /// most another int option of the same library.
     Int {
         /// The inclusive range `(min, max)`, if any.
         range: Option<(i64, i64)>,
+        /// `at_most = "OTHER"`: the name of another int option of the same
+        /// library (or platform) whose resolved value this one's must not
+        /// exceed, if any.
+        at_most: Option<String>,
     },
     /// Any string.
     Str,
@@ -180,13 +187,20 @@ pub enum OptionType {
 
 impl OptionType {
     /// The allowed values in words, for types that restrict them:
-    /// `1..=256` for an int with a range, `"talc", "linked-list"` for a
-    /// choice, `true, false` for a bool; `None` otherwise.
+    /// `1..=256` for an int with a range (`1..=256, at most max_cpus` with
+    /// `at_most`, `at most max_cpus` without a range), `"talc",
+    /// "linked-list"` for a choice, `true, false` for a bool; `None`
+    /// otherwise.
     pub fn allowed(&self) -> Option<String> {
         match self {
             OptionType::Bool => Some("true, false".to_string()),
-            OptionType::Int { range: Some((min, max)) } => Some(format!("{min}..={max}")),
-            OptionType::Int { range: None } | OptionType::Str => None,
+            OptionType::Int { range, at_most } => {
+                let range = range.map(|(min, max)| format!("{min}..={max}"));
+                let bound = at_most.as_ref().map(|other| format!("at most {other}"));
+                let parts: Vec<String> = range.into_iter().chain(bound).collect();
+                (!parts.is_empty()).then(|| parts.join(", "))
+            }
+            OptionType::Str => None,
             OptionType::Choice { choices } => Some(value::quote_list(choices)),
         }
     }

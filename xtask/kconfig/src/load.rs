@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::error::{Ctx, io_message};
 use crate::value::{self, camel_case, describe, is_choice_word, is_lower_ident, quote, quote_list};
-use crate::{App, ConfigError, Kind, Library, OptionDecl, OptionType, Workspace};
+use crate::{App, ConfigError, Kind, Library, OptionDecl, OptionType, Value, Workspace};
 
 /// The parts of a `Cargo.toml` that matter here.
 #[derive(Deserialize)]
@@ -421,6 +421,7 @@ fn parse_kconfig(ctx: Ctx<'_>, file: &Path, dir_name: &str, kind: Kind) -> Resul
             ));
         }
     }
+    check_bounds(ctx, file, &options)?;
     // Enum type names generated for choice options must not clash.
     let mut type_names: BTreeMap<String, &str> = BTreeMap::new();
     for opt in &options {
@@ -465,19 +466,25 @@ fn parse_option(ctx: Ctx<'_>, file: &Path, name: &str, v: &toml::Value) -> Resul
     let table = v.as_table().ok_or_else(|| {
         ctx.err(file, &prefix, format!("expected a table ([options.{name}]), found {}", describe(v)))
     })?;
-    check_keys(ctx, file, &prefix, table, &["type", "default", "choices", "range", "help"])?;
+    check_keys(ctx, file, &prefix, table, &["type", "default", "choices", "range", "at_most", "help"])?;
     let type_word =
         get_str(ctx, file, table, &prefix, "type", Some("\"bool\", \"int\", \"string\" or \"choice\""))?
             .unwrap_or_default();
     if type_word != "choice" && table.contains_key("choices") {
         return Err(ctx.err(file, join(&prefix, "choices"), "only allowed with type = \"choice\""));
     }
-    if type_word != "int" && table.contains_key("range") {
-        return Err(ctx.err(file, join(&prefix, "range"), "only allowed with type = \"int\""));
+    for key in ["range", "at_most"] {
+        if type_word != "int" && table.contains_key(key) {
+            return Err(ctx.err(file, join(&prefix, key), "only allowed with type = \"int\""));
+        }
     }
     let ty = match type_word.as_str() {
         "bool" => OptionType::Bool,
-        "int" => OptionType::Int { range: parse_range(ctx, file, &prefix, table)? },
+        "int" => OptionType::Int {
+            range: parse_range(ctx, file, &prefix, table)?,
+            // Checked against the other options in `check_bounds`.
+            at_most: get_str(ctx, file, table, &prefix, "at_most", None)?,
+        },
         "string" => OptionType::Str,
         "choice" => OptionType::Choice { choices: parse_choices(ctx, file, &prefix, table)? },
         other => {
@@ -493,8 +500,8 @@ fn parse_option(ctx: Ctx<'_>, file: &Path, name: &str, v: &toml::Value) -> Resul
         None => {
             let what = match &ty {
                 OptionType::Bool => "true or false".to_string(),
-                OptionType::Int { range: Some((min, max)) } => format!("an integer in {min}..={max}"),
-                OptionType::Int { range: None } => "an integer".to_string(),
+                OptionType::Int { range: Some((min, max)), .. } => format!("an integer in {min}..={max}"),
+                OptionType::Int { range: None, .. } => "an integer".to_string(),
                 OptionType::Str => "a string".to_string(),
                 OptionType::Choice { choices } => format!("one of {}", quote_list(choices)),
             };
@@ -507,6 +514,52 @@ fn parse_option(ctx: Ctx<'_>, file: &Path, name: &str, v: &toml::Value) -> Resul
         return Err(ctx.err(file, join(&prefix, "help"), "is empty; say what the option does"));
     }
     Ok(OptionDecl { name: name.to_string(), ty, default, help })
+}
+
+/// Checks every `at_most = "OTHER"` of `options` (one library's): OTHER is
+/// another int option of them, and the option's default is at most OTHER's.
+fn check_bounds(ctx: Ctx<'_>, file: &Path, options: &[OptionDecl]) -> Result<(), ConfigError> {
+    for opt in options {
+        let (OptionType::Int { at_most: Some(other), .. }, Value::Int(default)) = (&opt.ty, &opt.default)
+        else {
+            continue;
+        };
+        let key = format!("options.{}.at_most", opt.name);
+        let ints: Vec<&str> = options
+            .iter()
+            .filter(|o| o.name != opt.name && matches!(o.ty, OptionType::Int { .. }))
+            .map(|o| o.name.as_str())
+            .collect();
+        let ints = if ints.is_empty() { "(none)".to_string() } else { ints.join(", ") };
+        if *other == opt.name {
+            return Err(ctx.err(
+                file,
+                key,
+                format!("{} is this option itself; name another int option: {ints}", quote(other)),
+            ));
+        }
+        let Some(bound) = options.iter().find(|o| o.name == *other) else {
+            return Err(ctx.err(file, key, format!("unknown option {}; int options: {ints}", quote(other))));
+        };
+        let Value::Int(bound_default) = bound.default else {
+            return Err(ctx.err(
+                file,
+                key,
+                format!("option {} is a {}, not an int; int options: {ints}", quote(other), bound.ty),
+            ));
+        };
+        if *default > bound_default {
+            return Err(ctx.err(
+                file,
+                format!("options.{}.default", opt.name),
+                format!(
+                    "{default} is more than options.{other}.default = {bound_default} (at_most = {})",
+                    quote(other)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `range = [MIN, MAX]`.

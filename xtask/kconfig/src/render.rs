@@ -127,7 +127,16 @@ fn option(out: &mut String, owner: &str, decl: &OptionDecl, value: &Value) {
     let _ = writeln!(out);
     doc(out, "    ", &decl.help);
     let kind = match &decl.ty {
-        OptionType::Int { range: Some((min, max)) } => format!("int in {min}..={max}"),
+        OptionType::Int { range, at_most } => {
+            let mut kind = match range {
+                Some((min, max)) => format!("int in {min}..={max}"),
+                None => "int".to_string(),
+            };
+            if let Some(other) = at_most {
+                let _ = write!(kind, ", at most `{owner}.{other}`");
+            }
+            kind
+        }
         OptionType::Choice { choices } => {
             format!("choice of {}", crate::value::quote_list(choices))
         }
@@ -138,7 +147,7 @@ fn option(out: &mut String, owner: &str, decl: &OptionDecl, value: &Value) {
     doc(out, "    ", &facts);
     let (ty, literal) = match (&decl.ty, value) {
         (OptionType::Bool, Value::Bool(b)) => ("bool".to_string(), b.to_string()),
-        (OptionType::Int { range }, Value::Int(i)) => {
+        (OptionType::Int { range, .. }, Value::Int(i)) => {
             let literal = if *i == i64::MIN { "i64::MIN".to_string() } else { i.to_string() };
             (int_type(*range).to_string(), literal)
         }

@@ -2,11 +2,13 @@
 //! option values (default < config file < `--set`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Ctx, io_message};
 use crate::value::{self, describe, quote};
-use crate::{ConfigError, Library, OptionDecl, Resolved, ResolvedOption, Source, Value, Workspace};
+use crate::{
+    ConfigError, Library, OptionDecl, OptionType, Resolved, ResolvedOption, Source, Value, Workspace,
+};
 
 /// `a, b, c`, or `(none)`.
 fn list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
@@ -236,6 +238,7 @@ pub(crate) fn resolve(
             options.push(ResolvedOption { owner: owner.to_string(), decl: decl.clone(), value, source });
         }
     }
+    check_bounds(ws, platform, &shown, &options)?;
 
     Ok(Resolved {
         app: app.to_string(),
@@ -244,6 +247,78 @@ pub(crate) fn resolve(
         libraries: selected.into_iter().collect(),
         options,
     })
+}
+
+/// How the key of option `name` of `owner` (a library or `"platform"`) is
+/// written where a value from `source` comes from: `LIB.NAME` or
+/// `platform.NAME` for `--set`, `libraries.LIB.NAME` or `platform.NAME` in a
+/// config file (and for a default).
+fn key_for(source: Source, owner: &str, name: &str) -> String {
+    if source == Source::CommandLine || owner == "platform" {
+        format!("{owner}.{name}")
+    } else {
+        format!("libraries.{owner}.{name}")
+    }
+}
+
+/// Checks every `at_most` bound among the resolved `options`. A violation is
+/// blamed on whichever of the two values has the stronger source (`--set` >
+/// config file > default), the bounded option on a tie; `config_shown` is
+/// the config file as shown in messages.
+fn check_bounds(
+    ws: &Workspace,
+    platform: &Library,
+    config_shown: &str,
+    options: &[ResolvedOption],
+) -> Result<(), ConfigError> {
+    let shown_source = |source: Source| match source {
+        Source::AppFile => config_shown.to_string(),
+        other => other.to_string(),
+    };
+    for opt in options {
+        let OptionType::Int { at_most: Some(other), .. } = &opt.decl.ty else {
+            continue;
+        };
+        let Some(bound) = options.iter().find(|o| o.owner == opt.owner && o.decl.name == *other) else {
+            continue; // Load checks that it exists.
+        };
+        let (Value::Int(value), Value::Int(limit)) = (&opt.value, &bound.value) else {
+            continue;
+        };
+        if value <= limit {
+            continue;
+        }
+        let blame_bounded = opt.source >= bound.source;
+        let source = if blame_bounded { opt.source } else { bound.source };
+        let opt_key = key_for(source, &opt.owner, &opt.decl.name);
+        let bound_key = key_for(source, &bound.owner, &bound.decl.name);
+        let (blamed, key, message) = if blame_bounded {
+            let message = format!(
+                "{value} is more than {bound_key} = {limit} ({}); lower {opt_key} or raise {bound_key}",
+                shown_source(bound.source)
+            );
+            (&opt.decl.name, opt_key, message)
+        } else {
+            let message = format!(
+                "{limit} is less than {opt_key} = {value} ({}), which must be at most {bound_key}; \
+                 raise {bound_key} or lower {opt_key}",
+                shown_source(opt.source)
+            );
+            (&bound.decl.name, bound_key, message)
+        };
+        return Err(match source {
+            Source::CommandLine => ConfigError::new("--set", key, message),
+            Source::AppFile => ConfigError::new(config_shown, key, message),
+            // Both values are defaults, which load checks; only a workspace
+            // built by hand gets here.
+            Source::Default => {
+                let lib = if opt.owner == "platform" { Some(platform) } else { ws.libraries.get(&opt.owner) };
+                let file = lib.map_or_else(|| PathBuf::from(&opt.owner), |l| l.dir.join("Kconfig.toml"));
+                ConfigError::new(ws.relative(&file), format!("options.{blamed}.default"), message)
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Applies one `--set LIB.OPTION=VALUE` (or `platform.OPTION=VALUE`).

@@ -253,7 +253,13 @@ fn quoting_and_names() {
     assert_eq!(camel_case("q35"), "Q35");
     assert_eq!(Source::Default.to_string(), "default");
     assert_eq!(Source::CommandLine.to_string(), "--set");
-    assert_eq!(OptionType::Int { range: Some((1, 2)) }.allowed().unwrap(), "1..=2");
+    assert_eq!(OptionType::Int { range: Some((1, 2)), at_most: None }.allowed().unwrap(), "1..=2");
+    assert_eq!(
+        OptionType::Int { range: Some((1, 256)), at_most: Some("max_cpus".into()) }.allowed().unwrap(),
+        "1..=256, at most max_cpus"
+    );
+    assert_eq!(OptionType::Int { range: None, at_most: Some("b".into()) }.allowed().unwrap(), "at most b");
+    assert_eq!(OptionType::Int { range: None, at_most: None }.allowed(), None);
     assert_eq!(
         OptionType::Choice { choices: vec!["a".into(), "b".into()] }.allowed().unwrap(),
         "\"a\", \"b\""
@@ -290,7 +296,7 @@ fn mini_loads() {
     assert_eq!(alpha.features, ["fancy", "serde", "std"]);
     let names: Vec<&str> = alpha.options.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(names, ["enabled", "count", "label", "mode"], "declaration order");
-    assert_eq!(alpha.options[1].ty, OptionType::Int { range: Some((1, 8)) });
+    assert_eq!(alpha.options[1].ty, OptionType::Int { range: Some((1, 8)), at_most: None });
     assert_eq!(alpha.options[2].default, Value::Str("a \"quoted\" \\ label".into()));
     assert_eq!(alpha.options[3].ty, OptionType::Choice { choices: vec!["fast".into(), "slow-path".into()] });
     assert_eq!(
@@ -298,7 +304,7 @@ fn mini_loads() {
         Vec::<String>::new(),
         "registry and infrastructure deps ignored"
     );
-    assert_eq!(ws.libraries["beta"].options[0].ty, OptionType::Int { range: None });
+    assert_eq!(ws.libraries["beta"].options[0].ty, OptionType::Int { range: None, at_most: None });
     assert_eq!(ws.libraries["beta"].options[0].default, Value::Int(-5));
 
     let virt = &ws.platforms["virt"];
@@ -330,7 +336,7 @@ fn decl_unknown_keys() {
     );
     assert_eq!(
         decl_err("libs/alpha/Kconfig.toml", "range = [1, 8]", "range = [1, 8]\nmax = 3"),
-        "libs/alpha/Kconfig.toml: options.count.max: unknown key; allowed: type, default, choices, range, help"
+        "libs/alpha/Kconfig.toml: options.count.max: unknown key; allowed: type, default, choices, range, at_most, help"
     );
     assert_eq!(
         decl_err("libs/base/Kconfig.toml", "[library]", "[lib]\nx = 1\n[library]"),
@@ -749,6 +755,241 @@ fn err_set_on_unselected_library() {
     );
 }
 
+// ------------------------------------------------------- at_most bounds
+
+/// Options appended to platform `virt` by [`bounded`]: `cpus` (default 2)
+/// is at most `max_cpus` (declared after it, default 64).
+const VIRT_SMP: &str = r#"
+[options.cpus]
+type = "int"
+default = 2
+range = [1, 256]
+at_most = "max_cpus"
+help = "CPUs started"
+
+[options.max_cpus]
+type = "int"
+default = 64
+range = [1, 256]
+help = "Most CPUs (sizes per-CPU arrays)"
+"#;
+
+/// The option appended to library `alpha` by [`bounded`]; `count` (default
+/// 4) gets `at_most = "limit"`.
+const ALPHA_LIMIT: &str = r#"
+[options.limit]
+type = "int"
+default = 6
+range = [1, 8]
+help = "Largest count"
+"#;
+
+/// The mini workspace with int bounds: `virt` gets [`VIRT_SMP`], `alpha`
+/// gets [`ALPHA_LIMIT`] and `count` at most `limit`.
+fn bounded(name: &str) -> TempWs {
+    let t = TempWs::mini(name);
+    t.write(
+        "platforms/virt/Kconfig.toml",
+        &format!("{}{VIRT_SMP}", mini_file("platforms/virt/Kconfig.toml")),
+    );
+    let alpha = mini_file("libs/alpha/Kconfig.toml").replacen(
+        "range = [1, 8]\n",
+        "range = [1, 8]\nat_most = \"limit\"\n",
+        1,
+    );
+    t.write("libs/alpha/Kconfig.toml", &format!("{alpha}{ALPHA_LIMIT}"));
+    t
+}
+
+/// Resolves `config` with `sets` in a fresh [`bounded`] workspace; the error
+/// line.
+fn bounded_err(config: &str, sets: &[&str]) -> String {
+    one_line(bounded("bounderr").resolve_text(config, sets))
+}
+
+/// Replaces `from` by `to` in file `rel` of a [`bounded`] workspace and
+/// returns the load error line.
+fn bounded_decl_err(rel: &str, from: &str, to: &str) -> String {
+    let t = bounded("bounddecl");
+    let text = std::fs::read_to_string(t.root.join(rel)).unwrap();
+    assert!(text.contains(from), "{rel} has no {from:?}");
+    t.write(rel, &text.replacen(from, to, 1));
+    one_line(t.load())
+}
+
+#[test]
+fn bound_loads_and_resolves() {
+    let t = bounded("bound");
+    let ws = t.ws();
+    let cpus = &ws.platforms["virt"].options[2];
+    assert_eq!(cpus.name, "cpus");
+    assert_eq!(cpus.ty, OptionType::Int { range: Some((1, 256)), at_most: Some("max_cpus".into()) });
+    assert_eq!(cpus.ty.allowed().unwrap(), "1..=256, at most max_cpus");
+    assert_eq!(ws.libraries["alpha"].options[1].ty.allowed().unwrap(), "1..=8, at most limit");
+
+    // Defaults satisfy their bounds.
+    let r = t.resolve_text(DEMO, &[]).unwrap();
+    assert_eq!(r.option("platform", "cpus"), Some(&Value::Int(2)));
+    assert_eq!(r.option("platform", "max_cpus"), Some(&Value::Int(64)));
+    assert_eq!(r.option("alpha", "count"), Some(&Value::Int(4)));
+
+    // Equal values are allowed; --set may fix what the file alone breaks.
+    let config = "[platform]\nname = \"virt\"\ncpus = 80\nmax_cpus = 80\n[libraries.alpha]\ncount = 8\n";
+    let r = t.resolve_text(config, &["alpha.limit=8"]).unwrap();
+    assert_eq!(r.option("platform", "cpus"), Some(&Value::Int(80)));
+    assert_eq!(r.option("alpha", "count"), Some(&Value::Int(8)));
+    let config = "[platform]\nname = \"virt\"\ncpus = 80\n[libraries.alpha]\n";
+    let r = t.resolve_text(config, &["platform.max_cpus=128"]).unwrap();
+    assert_eq!(r.option("platform", "max_cpus"), Some(&Value::Int(128)));
+    let r = t.resolve_text(config, &["platform.cpus=64"]).unwrap();
+    assert_eq!(r.option("platform", "cpus"), Some(&Value::Int(64)));
+
+    // The generated Rust is unchanged in type; its doc names the bound.
+    let rs = r.to_rust(&t.ws());
+    for piece in [
+        "    /// `platform.cpus`: int in 1..=256, at most `platform.max_cpus`; default `2`.\n",
+        "    pub const CPUS: usize = 64;\n",
+        "    pub const MAX_CPUS: usize = 64;\n",
+        "    /// `alpha.count`: int in 1..=8, at most `alpha.limit`; default `4`.\n",
+        "    pub const LIMIT: usize = 6;\n",
+    ] {
+        assert!(rs.contains(piece), "missing {piece:?} in:\n{rs}");
+    }
+    compile("bounded", &rs);
+}
+
+#[test]
+fn bound_violated_in_config_file() {
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\ncpus = 80\n[libraries.alpha]\n", &[]),
+        "config/case.toml: platform.cpus: 80 is more than platform.max_cpus = 64 (default); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\ncpus = 8\nmax_cpus = 4\n[libraries.alpha]\n", &[]),
+        "config/case.toml: platform.cpus: 8 is more than platform.max_cpus = 4 (config/case.toml); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\n[libraries.alpha]\ncount = 7\n", &[]),
+        "config/case.toml: libraries.alpha.count: 7 is more than libraries.alpha.limit = 6 (default); \
+         lower libraries.alpha.count or raise libraries.alpha.limit"
+    );
+}
+
+#[test]
+fn bound_violated_by_set() {
+    assert_eq!(
+        bounded_err(DEMO, &["platform.cpus=80"]),
+        "--set: platform.cpus: 80 is more than platform.max_cpus = 64 (default); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\nmax_cpus = 4\n[libraries.alpha]\n", &["platform.cpus=8"]),
+        "--set: platform.cpus: 8 is more than platform.max_cpus = 4 (config/case.toml); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+    assert_eq!(
+        bounded_err(DEMO, &["platform.max_cpus=4", "platform.cpus=8"]),
+        "--set: platform.cpus: 8 is more than platform.max_cpus = 4 (--set); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+    assert_eq!(
+        bounded_err(DEMO, &["alpha.count=7"]),
+        "--set: alpha.count: 7 is more than alpha.limit = 6 (default); lower alpha.count or raise alpha.limit"
+    );
+}
+
+#[test]
+fn bound_violated_by_lowering_the_other_option() {
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\nmax_cpus = 1\n[libraries.alpha]\n", &[]),
+        "config/case.toml: platform.max_cpus: 1 is less than platform.cpus = 2 (default), \
+         which must be at most platform.max_cpus; raise platform.max_cpus or lower platform.cpus"
+    );
+    assert_eq!(
+        bounded_err(DEMO, &["platform.max_cpus=1"]),
+        "--set: platform.max_cpus: 1 is less than platform.cpus = 2 (default), \
+         which must be at most platform.max_cpus; raise platform.max_cpus or lower platform.cpus"
+    );
+    // The later override is blamed: the file's cpus fits until --set lowers max_cpus.
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\ncpus = 8\n[libraries.alpha]\n", &["platform.max_cpus=4"]),
+        "--set: platform.max_cpus: 4 is less than platform.cpus = 8 (config/case.toml), \
+         which must be at most platform.max_cpus; raise platform.max_cpus or lower platform.cpus"
+    );
+    assert_eq!(
+        bounded_err("[platform]\nname = \"virt\"\n[libraries.alpha]\nlimit = 3\n", &[]),
+        "config/case.toml: libraries.alpha.limit: 3 is less than libraries.alpha.count = 4 (default), \
+         which must be at most libraries.alpha.limit; raise libraries.alpha.limit or lower libraries.alpha.count"
+    );
+    assert_eq!(
+        bounded_err(DEMO, &["alpha.limit=3"]),
+        "--set: alpha.limit: 3 is less than alpha.count = 4 (default), \
+         which must be at most alpha.limit; raise alpha.limit or lower alpha.count"
+    );
+}
+
+#[test]
+fn bound_between_defaults_of_a_hand_built_workspace() {
+    let t = bounded("boundhand");
+    t.write("config/case.toml", DEMO);
+    let mut ws = t.ws();
+    ws.platforms.get_mut("virt").unwrap().options[2].default = Value::Int(100);
+    assert_eq!(
+        one_line(ws.resolve("demo", Some(&t.root.join("config/case.toml")), &[])),
+        "platforms/virt/Kconfig.toml: options.cpus.default: 100 is more than platform.max_cpus = 64 (default); \
+         lower platform.cpus or raise platform.max_cpus"
+    );
+}
+
+#[test]
+fn bound_declaration_errors() {
+    let alpha = "libs/alpha/Kconfig.toml";
+    assert_eq!(
+        bounded_decl_err(alpha, "default = 6", "default = 3"),
+        "libs/alpha/Kconfig.toml: options.count.default: 4 is more than options.limit.default = 3 (at_most = \"limit\")"
+    );
+    assert_eq!(
+        bounded_decl_err("platforms/virt/Kconfig.toml", "default = 2", "default = 65"),
+        "platforms/virt/Kconfig.toml: options.cpus.default: 65 is more than options.max_cpus.default = 64 \
+         (at_most = \"max_cpus\")"
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "default = true", "default = true\nat_most = \"limit\""),
+        "libs/alpha/Kconfig.toml: options.enabled.at_most: only allowed with type = \"int\""
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = \"limt\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: unknown option \"limt\"; int options: limit"
+    );
+    assert_eq!(
+        decl_err(alpha, "range = [1, 8]", "range = [1, 8]\nat_most = \"limit\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: unknown option \"limit\"; int options: (none)"
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = \"label\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: option \"label\" is a string, not an int; int options: limit"
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = \"mode\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: option \"mode\" is a choice, not an int; int options: limit"
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = \"count\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: \"count\" is this option itself; name another int option: limit"
+    );
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = 6"),
+        "libs/alpha/Kconfig.toml: options.count.at_most: expected a string, found integer 6"
+    );
+    // Another library's option is unknown here.
+    assert_eq!(
+        bounded_decl_err(alpha, "at_most = \"limit\"", "at_most = \"offset\""),
+        "libs/alpha/Kconfig.toml: options.count.at_most: unknown option \"offset\"; int options: limit"
+    );
+}
+
 // ------------------------------------------------------ generated Rust
 
 #[test]
@@ -943,8 +1184,12 @@ fn real_errors() {
         "x.toml: libraries.ukalloc.backnd: unknown option; ukalloc has: backend, heap_limit_kib, report_failures"
     );
     assert_eq!(
-        real_err("[platform]\nname = \"kvm\"\ncpus = 9\n", &[]),
-        "x.toml: platform.cpus: 9 is outside the range 1..=1"
+        real_err("[platform]\nname = \"kvm\"\ncpus = 300\n", &[]),
+        "x.toml: platform.cpus: 300 is outside the range 1..=256"
+    );
+    assert_eq!(
+        real_err("[platform]\nname = \"kvm\"\ncpus = 80\n[libraries.ukconsole]\n[libraries.ukalloc]\n", &[]),
+        "x.toml: platform.cpus: 80 is more than platform.max_cpus = 64 (default); lower platform.cpus or raise platform.max_cpus"
     );
     let e = real_err(&format!("{hello}[libraries.ukfoo]\n"), &[]);
     assert!(e.starts_with("x.toml: libraries.ukfoo: unknown library; known: "), "{e}");
@@ -986,6 +1231,7 @@ fn real_rust() {
         "    pub const MACHINE: Machine = Machine::Microvm;\n",
         "        Q35,\n",
         "    pub const CPUS: usize = 1;\n",
+        "    pub const MAX_CPUS: usize = 64;\n",
         "    pub const CMDLINE: &str = \"\";\n",
         "pub mod ukalloc {\n",
         "    pub const SELECTED: bool = true;\n",

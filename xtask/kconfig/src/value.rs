@@ -73,8 +73,8 @@ pub(crate) fn from_toml(ty: &OptionType, v: &toml::Value) -> Result<Value, Strin
     match (ty, v) {
         (OptionType::Bool, toml::Value::Boolean(b)) => Ok(Value::Bool(*b)),
         (OptionType::Bool, v) => Err(format!("expected a boolean (true or false), found {}", describe(v))),
-        (OptionType::Int { range }, toml::Value::Integer(i)) => check_int(*range, *i),
-        (OptionType::Int { range }, v) => {
+        (OptionType::Int { range, .. }, toml::Value::Integer(i)) => check_int(*range, *i),
+        (OptionType::Int { range, .. }, v) => {
             Err(format!("expected an integer, found {}{}", describe(v), range_hint(*range)))
         }
         (OptionType::Str, toml::Value::String(s)) => Ok(Value::Str(s.clone())),
@@ -96,7 +96,7 @@ pub(crate) fn from_text(ty: &OptionType, s: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("expected true or false, found {}", quote(s))),
         },
-        OptionType::Int { range } => match parse_int(s) {
+        OptionType::Int { range, .. } => match parse_int(s) {
             Some(i) => check_int(*range, i),
             None => Err(format!(
                 "expected an integer (decimal or 0x hex), found {}{}",

@@ -1,0 +1,607 @@
+//! CPUs: which one is running, per-CPU data, the preemption counter, the
+//! machine's CPU topology and the hand-over of secondary CPUs.
+//!
+//! # Per-CPU header through GS
+//!
+//! Every CPU's GS base points at its [`CpuLocal`] header, set by the platform
+//! with [`init_this_cpu`] before any library code runs on that CPU (on the
+//! boot CPU: first thing in the platform's entry; on the others: in their
+//! bring-up path). Fixed offsets in the header make the hot accessors one
+//! instruction each, with no lookup and no lock:
+//!
+//! | offset | field | accessor |
+//! |---|---|---|
+//! | 0 | address of the header itself | — |
+//! | 8 | CPU index | [`this_cpu`] (`mov gs:[8]`) |
+//! | 16 | preemption counter | [`preempt_disable`] / [`preempt_enable`] (`add`/`sub gs:[16]`) |
+//! | 20 | reschedule request | [`request_resched`] |
+//! | 24 | interrupt nesting depth | [`in_interrupt`] |
+//! | 28 | local APIC id | [`this_apic_id`] |
+//!
+//! A read-modify-write on `gs:[..]` is a single instruction, so it cannot be
+//! torn by an interrupt on the same CPU; other CPUs never write a header's
+//! counters (the reschedule flag excepted, which is atomic).
+//!
+//! # Per-CPU variables
+//!
+//! [`per_cpu!`](crate::per_cpu) defines a static with one cache-line-aligned slot per possible
+//! CPU ([`MAX_CPUS`], the platform option `max_cpus`), reached through
+//! [`PerCpu::get`] (this CPU's slot: `gs:[8]` and an index) or
+//! [`PerCpu::get_for`]. Slots are shared references, so the type must be
+//! `Sync` (atomics, locks): a thread preempted and moved to another CPU
+//! between `get` and its use still holds a valid reference, only to the
+//! slot of the CPU it *was* on. Code that needs "this CPU" to stay true
+//! disables preemption ([`PreemptGuard`]) or interrupts around it.
+//!
+//! # Preemption
+//!
+//! The counter is nestable and per CPU: spinlocks raise it, a preemptive
+//! scheduler (`uksched`) must not switch away while it is non-zero. When
+//! [`preempt_enable`] brings it back to zero and a reschedule was requested,
+//! it calls the hook the scheduler registered with [`set_resched_hook`].
+//! Without a scheduler the counter is kept but nothing consults it.
+//!
+//! # Secondary CPUs
+//!
+//! The platform starts every configured CPU at boot and parks the secondary
+//! ones (halted, interrupts enabled, no work). A library that wants them
+//! (`uksmp`) stores their entry with [`release_secondaries`] and then wakes
+//! them with an IPI; each parked CPU calls the entry with its index.
+//!
+//! On the host (unit tests), GS is not ours: [`this_cpu`] and the preemption
+//! counter are per thread, and [`host::bind_this_thread`] chooses the CPU
+//! index a test thread pretends to be.
+
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use ukarch::cache::CacheAligned;
+
+/// Index of a CPU: 0 is the boot CPU, the others follow in the order the
+/// platform numbered them (the firmware's order, boot CPU first).
+pub type CpuIndex = usize;
+
+/// Most CPUs this image supports: the platform option `max_cpus`. Sizes every
+/// per-CPU array; the platform starts at most this many CPUs.
+pub const MAX_CPUS: usize = ukconfig::platform::MAX_CPUS;
+
+/// CPUs this image is configured to run on: the platform option `cpus`
+/// (`cargo xtask run --smp N` sets it). Libraries may specialise on it at
+/// compile time (with one CPU, spinlocks reduce to interrupt/preemption
+/// control).
+pub const CONFIGURED_CPUS: usize = ukconfig::platform::CPUS;
+
+/// The per-CPU header that GS points at. See the module documentation for
+/// the layout, which the accessors hard-code.
+#[repr(C, align(64))]
+pub struct CpuLocal {
+    this: AtomicU64,
+    index: AtomicUsize,
+    preempt_count: AtomicU32,
+    need_resched: AtomicU32,
+    irq_depth: AtomicU32,
+    apic_id: AtomicU32,
+}
+
+impl CpuLocal {
+    const fn new() -> Self {
+        Self {
+            this: AtomicU64::new(0),
+            index: AtomicUsize::new(0),
+            preempt_count: AtomicU32::new(0),
+            need_resched: AtomicU32::new(0),
+            irq_depth: AtomicU32::new(0),
+            apic_id: AtomicU32::new(0),
+        }
+    }
+
+    /// The CPU index stored in this header.
+    pub fn index(&self) -> CpuIndex {
+        self.index.load(Ordering::Relaxed)
+    }
+
+    /// The local APIC id stored in this header.
+    pub fn apic_id(&self) -> u32 {
+        self.apic_id.load(Ordering::Relaxed)
+    }
+
+    /// The preemption counter of this header's CPU.
+    pub fn preempt_count(&self) -> u32 {
+        self.preempt_count.load(Ordering::Relaxed)
+    }
+}
+
+// The accessors below hard-code these offsets.
+const _: () = {
+    assert!(core::mem::offset_of!(CpuLocal, this) == 0);
+    assert!(core::mem::offset_of!(CpuLocal, index) == 8);
+    assert!(core::mem::offset_of!(CpuLocal, preempt_count) == 16);
+    assert!(core::mem::offset_of!(CpuLocal, need_resched) == 20);
+    assert!(core::mem::offset_of!(CpuLocal, irq_depth) == 24);
+    assert!(core::mem::offset_of!(CpuLocal, apic_id) == 28);
+};
+
+/// Every CPU's header, indexed by [`CpuIndex`].
+static LOCALS: [CpuLocal; MAX_CPUS] = [const { CpuLocal::new() }; MAX_CPUS];
+
+/// The header of CPU `cpu`.
+///
+/// # Panics
+/// When `cpu >= MAX_CPUS`.
+pub fn local(cpu: CpuIndex) -> &'static CpuLocal {
+    &LOCALS[cpu]
+}
+
+/// Makes the calling CPU CPU number `index` with local APIC id `apic_id`:
+/// fills its header and points GS at it. Called by the platform once per
+/// CPU, before anything reads per-CPU data on it.
+///
+/// # Panics
+/// When `index >= MAX_CPUS` (the platform checks the count first).
+///
+/// # Safety
+/// Call on the CPU being described, once, with interrupts disabled; no two
+/// CPUs may claim the same index.
+pub unsafe fn init_this_cpu(index: CpuIndex, apic_id: u32) {
+    let local = &LOCALS[index];
+    local.this.store(core::ptr::from_ref(local) as u64, Ordering::Relaxed);
+    local.index.store(index, Ordering::Relaxed);
+    local.apic_id.store(apic_id, Ordering::Relaxed);
+    #[cfg(target_os = "none")]
+    // SAFETY: the header is 'static and now filled in; the caller runs on
+    // the CPU it describes, so GS-relative accessors find its own header.
+    unsafe {
+        ukarch::regs::set_gs_base(core::ptr::from_ref(local) as u64)
+    };
+    #[cfg(not(target_os = "none"))]
+    host::bind_this_thread(index);
+}
+
+/// The index of the CPU running this code.
+///
+/// Valid once the platform ran [`init_this_cpu`] on this CPU (before any
+/// library code). With preemption enabled the answer may be stale by the
+/// time it is used; see the module documentation.
+#[inline(always)]
+pub fn this_cpu() -> CpuIndex {
+    #[cfg(target_os = "none")]
+    {
+        let index: usize;
+        // SAFETY: GS points at this CPU's `CpuLocal` (set up by the platform
+        // before any library code runs), whose offset 8 is the index. Not
+        // `pure`: a later call may run on another CPU.
+        unsafe {
+            core::arch::asm!("mov {}, gs:[8]", out(reg) index, options(nostack, readonly, preserves_flags))
+        };
+        index
+    }
+    #[cfg(not(target_os = "none"))]
+    host::this_cpu()
+}
+
+/// The local APIC id of the CPU running this code.
+#[inline(always)]
+pub fn this_apic_id() -> u32 {
+    local(this_cpu()).apic_id()
+}
+
+/// The header of the CPU running this code.
+#[inline(always)]
+pub fn this_local() -> &'static CpuLocal {
+    local(this_cpu())
+}
+
+// ---------------------------------------------------------------------------
+// Preemption
+
+/// Raises this CPU's preemption counter: until the matching
+/// [`preempt_enable`], a preemptive scheduler does not switch away from the
+/// running thread. Nestable. Prefer [`PreemptGuard`].
+#[inline(always)]
+pub fn preempt_disable() {
+    #[cfg(target_os = "none")]
+    // SAFETY: GS points at this CPU's header; offset 16 is its preemption
+    // counter, changed only by this CPU, and a single `add` cannot be torn
+    // by an interrupt. The asm clobbers memory (no `nomem`), so it is also a
+    // compiler barrier: no access moves out of the critical section.
+    unsafe {
+        core::arch::asm!("add dword ptr gs:[16], 1", options(nostack))
+    };
+    #[cfg(not(target_os = "none"))]
+    host::preempt_add(1);
+}
+
+/// Lowers this CPU's preemption counter; when it reaches zero with a
+/// reschedule requested, calls the hook registered with
+/// [`set_resched_hook`].
+///
+/// # Panics
+/// On the host, when the counter is already zero (a mismatched call). In
+/// the guest the same mistake wraps the counter, which [`preempt_count`]
+/// then shows; `uksched` checks it at every switch.
+#[inline(always)]
+pub fn preempt_enable() {
+    #[cfg(target_os = "none")]
+    let now_zero = {
+        let zero: u8;
+        // SAFETY: as in `preempt_disable`; `setz` reads the flags of the
+        // `sub` just before it.
+        unsafe {
+            core::arch::asm!("sub dword ptr gs:[16], 1", "setz {}", out(reg_byte) zero, options(nostack))
+        };
+        zero != 0
+    };
+    #[cfg(not(target_os = "none"))]
+    let now_zero = host::preempt_add(-1) == 0;
+    if now_zero && this_local().need_resched.load(Ordering::Relaxed) != 0 {
+        resched();
+    }
+}
+
+/// This CPU's preemption counter (0: preemptible, as far as locks go).
+#[inline(always)]
+pub fn preempt_count() -> u32 {
+    #[cfg(target_os = "none")]
+    {
+        let count: u32;
+        // SAFETY: GS points at this CPU's header; offset 16 is the counter.
+        unsafe {
+            core::arch::asm!("mov {:e}, gs:[16]", out(reg) count, options(nostack, readonly, preserves_flags))
+        };
+        count
+    }
+    #[cfg(not(target_os = "none"))]
+    host::preempt_count()
+}
+
+/// Preemption stays disabled while the guard lives. Guards nest.
+///
+/// ```
+/// let before = ukplat::cpu::preempt_count();
+/// {
+///     let _guard = ukplat::cpu::PreemptGuard::new();
+///     assert_eq!(ukplat::cpu::preempt_count(), before + 1);
+/// }
+/// assert_eq!(ukplat::cpu::preempt_count(), before);
+/// ```
+#[must_use = "preemption is enabled again when the guard is dropped"]
+pub struct PreemptGuard {
+    // Not Send: the guard must be dropped on the CPU that created it.
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl PreemptGuard {
+    /// Disables preemption until the guard is dropped.
+    #[inline(always)]
+    pub fn new() -> Self {
+        preempt_disable();
+        Self { _not_send: core::marker::PhantomData }
+    }
+}
+
+impl Default for PreemptGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PreemptGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        preempt_enable();
+    }
+}
+
+/// The reschedule hook (a `fn()`), or null.
+static RESCHED_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the scheduler's reschedule function, called by
+/// [`preempt_enable`] when the counter drops to zero while a reschedule is
+/// requested on that CPU. It runs with the counter at zero and must clear
+/// the request ([`take_resched_request`]).
+pub fn set_resched_hook(hook: fn()) {
+    RESCHED_HOOK.store(hook as *mut (), Ordering::Release);
+}
+
+/// Asks CPU `cpu` to reschedule at its next preemption point.
+pub fn request_resched(cpu: CpuIndex) {
+    local(cpu).need_resched.store(1, Ordering::Release);
+}
+
+/// Clears this CPU's reschedule request; returns whether one was pending.
+pub fn take_resched_request() -> bool {
+    this_local().need_resched.swap(0, Ordering::AcqRel) != 0
+}
+
+#[cold]
+fn resched() {
+    let hook = RESCHED_HOOK.load(Ordering::Acquire);
+    if !hook.is_null() {
+        // SAFETY: only `set_resched_hook` stores into RESCHED_HOOK, always a
+        // `fn()`; fn and data pointers have the same size on x86_64.
+        let hook = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+        hook();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Interrupt nesting
+
+/// Whether this CPU is running an interrupt handler (an external interrupt
+/// or IPI, vectors 32–255; exceptions do not count).
+#[inline(always)]
+pub fn in_interrupt() -> bool {
+    this_local().irq_depth.load(Ordering::Relaxed) != 0
+}
+
+/// Marks entry into an interrupt handler on this CPU. The platform's trap
+/// path calls it (and [`irq_exit`]) around the handlers of vectors 32–255.
+#[inline(always)]
+pub fn irq_enter() {
+    this_local().irq_depth.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Marks the end of an interrupt handler on this CPU.
+#[inline(always)]
+pub fn irq_exit() {
+    this_local().irq_depth.fetch_sub(1, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// Per-CPU variables
+
+/// One slot per possible CPU, each on its own cache line. Define instances
+/// with [`per_cpu!`](crate::per_cpu).
+pub struct PerCpu<T> {
+    slots: [CacheAligned<T>; MAX_CPUS],
+}
+
+impl<T> PerCpu<T> {
+    /// Wraps the slots (what [`per_cpu!`](crate::per_cpu) expands to).
+    pub const fn from_slots(slots: [CacheAligned<T>; MAX_CPUS]) -> Self {
+        Self { slots }
+    }
+
+    /// The slot of the CPU running this code (see the module documentation
+    /// on preemption).
+    #[inline(always)]
+    pub fn get(&self) -> &T {
+        &self.slots[this_cpu()]
+    }
+
+    /// The slot of CPU `cpu`.
+    ///
+    /// # Panics
+    /// When `cpu >= MAX_CPUS`.
+    #[inline(always)]
+    pub fn get_for(&self, cpu: CpuIndex) -> &T {
+        &self.slots[cpu]
+    }
+
+    /// Every slot, CPU 0 first (all [`MAX_CPUS`] of them, online or not).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().map(|slot| &slot.0)
+    }
+}
+
+#[doc(hidden)]
+pub use ukarch::cache::CacheAligned as __CacheAligned;
+
+/// Defines per-CPU statics: one cache-aligned slot per possible CPU, each
+/// initialised with the (constant) initialiser.
+///
+/// ```
+/// use core::sync::atomic::{AtomicU64, Ordering};
+///
+/// ukplat::per_cpu! {
+///     /// Interrupts handled, per CPU.
+///     static HANDLED: AtomicU64 = AtomicU64::new(0);
+/// }
+///
+/// HANDLED.get().fetch_add(1, Ordering::Relaxed);
+/// let total: u64 = HANDLED.iter().map(|n| n.load(Ordering::Relaxed)).sum();
+/// assert_eq!(total, 1);
+/// ```
+#[macro_export]
+macro_rules! per_cpu {
+    ($($(#[$meta:meta])* $vis:vis static $name:ident: $ty:ty = $init:expr;)+) => {$(
+        $(#[$meta])*
+        $vis static $name: $crate::cpu::PerCpu<$ty> = $crate::cpu::PerCpu::from_slots(
+            [const { $crate::cpu::__CacheAligned::new($init) }; $crate::cpu::MAX_CPUS],
+        );
+    )+};
+}
+
+// ---------------------------------------------------------------------------
+// Topology
+
+/// One CPU the platform started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuDesc {
+    /// Its local APIC id.
+    pub apic_id: u32,
+    /// Its ACPI processor UID (from the MADT), for matching ACPI objects.
+    pub acpi_uid: u32,
+    /// TSC when the CPU reported itself alive during bring-up (the boot CPU:
+    /// the platform's entry).
+    pub online_tsc: u64,
+}
+
+/// The CPUs of the machine, as the platform found and started them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Topology {
+    /// The CPUs running, indexed by [`CpuIndex`] (boot CPU first).
+    pub cpus: &'static [CpuDesc],
+    /// Usable CPUs the firmware reported (may exceed `cpus.len()` when the
+    /// image is configured for fewer).
+    pub cpus_in_firmware: usize,
+    /// TSC when the platform began starting the secondary CPUs (0 when it
+    /// started none).
+    pub bringup_start_tsc: u64,
+    /// Physical address of the local APIC registers (xAPIC mode).
+    pub local_apic_address: u64,
+    /// The I/O APICs.
+    pub io_apics: &'static [crate::irq::IoApicDesc],
+    /// How ISA IRQs map onto global system interrupts, where not 1:1.
+    pub isa_overrides: &'static [crate::irq::IsaOverride],
+    /// Whether legacy 8259 PICs are present (they must be masked).
+    pub has_8259: bool,
+}
+
+/// The topology the platform published (see [`crate::boot_info`]).
+pub fn topology() -> &'static Topology {
+    &crate::boot_info().topology
+}
+
+/// Number of CPUs running (the platform started them all at boot).
+pub fn count() -> usize {
+    topology().cpus.len()
+}
+
+// ---------------------------------------------------------------------------
+// Secondary CPUs
+
+/// The entry parked secondary CPUs run (a `fn(CpuIndex) -> !`), or null.
+static SECONDARY_ENTRY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets the function every parked secondary CPU runs, with its index, when
+/// it next wakes up. The caller then wakes them (an IPI to each). The first
+/// call wins; later ones return `false`.
+pub fn release_secondaries(entry: fn(CpuIndex) -> !) -> bool {
+    SECONDARY_ENTRY
+        .compare_exchange(core::ptr::null_mut(), entry as *mut (), Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+}
+
+/// The released entry, if any (polled by the platform's parking loop).
+pub fn secondary_entry() -> Option<fn(CpuIndex) -> !> {
+    let entry = SECONDARY_ENTRY.load(Ordering::Acquire);
+    // SAFETY: only `release_secondaries` stores a non-null value, always a
+    // `fn(CpuIndex) -> !`.
+    (!entry.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(CpuIndex) -> !>(entry) })
+}
+
+// ---------------------------------------------------------------------------
+// Host stand-ins
+
+/// Host builds (unit tests): the CPU index and the preemption counter are
+/// per thread.
+#[cfg(not(target_os = "none"))]
+pub mod host {
+    use super::CpuIndex;
+    use core::cell::Cell;
+
+    extern crate std;
+
+    std::thread_local! {
+        static CPU: Cell<CpuIndex> = const { Cell::new(0) };
+        static PREEMPT: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Makes the calling thread pretend to be CPU `cpu` for [`super::this_cpu`].
+    ///
+    /// # Panics
+    /// When `cpu >= MAX_CPUS`.
+    pub fn bind_this_thread(cpu: CpuIndex) {
+        assert!(cpu < super::MAX_CPUS, "CPU index {cpu} >= MAX_CPUS {}", super::MAX_CPUS);
+        CPU.with(|c| c.set(cpu));
+    }
+
+    pub(super) fn this_cpu() -> CpuIndex {
+        CPU.with(Cell::get)
+    }
+
+    pub(super) fn preempt_add(delta: i32) -> u32 {
+        PREEMPT.with(|p| {
+            let now = p.get().checked_add_signed(delta).expect("preempt_enable without preempt_disable");
+            p.set(now);
+            now
+        })
+    }
+
+    pub(super) fn preempt_count() -> u32 {
+        PREEMPT.with(Cell::get)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    per_cpu! {
+        static COUNTS: AtomicU64 = AtomicU64::new(0);
+    }
+
+    #[test]
+    fn per_cpu_slots_are_separate_and_aligned() {
+        host::bind_this_thread(1);
+        COUNTS.get().fetch_add(5, Ordering::Relaxed);
+        assert_eq!(COUNTS.get_for(1).load(Ordering::Relaxed), 5);
+        assert_eq!(COUNTS.get_for(0).load(Ordering::Relaxed), 0);
+        let a = COUNTS.get_for(0) as *const _ as usize;
+        let b = COUNTS.get_for(1) as *const _ as usize;
+        assert_eq!(b - a, 64);
+        assert_eq!(COUNTS.iter().count(), MAX_CPUS);
+    }
+
+    #[test]
+    fn preempt_counter_nests_and_calls_the_hook_at_zero() {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        fn hook() {
+            if take_resched_request() {
+                CALLS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        std::thread::spawn(|| {
+            host::bind_this_thread(2);
+            set_resched_hook(hook);
+            let outer = PreemptGuard::new();
+            {
+                let _inner = PreemptGuard::new();
+                assert_eq!(preempt_count(), 2);
+                request_resched(2);
+            }
+            assert_eq!(CALLS.load(Ordering::Relaxed), 0, "not at zero yet");
+            drop(outer);
+            assert_eq!(preempt_count(), 0);
+            assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+            // No request: no call.
+            drop(PreemptGuard::new());
+            assert_eq!(CALLS.load(Ordering::Relaxed), 1);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "preempt_enable without preempt_disable")]
+    fn unbalanced_enable_panics_on_the_host() {
+        preempt_enable();
+    }
+
+    #[test]
+    fn init_this_cpu_fills_the_header() {
+        std::thread::spawn(|| {
+            // SAFETY: host stand-in; no GS is touched.
+            unsafe { init_this_cpu(3, 0x30) };
+            assert_eq!(this_cpu(), 3);
+            assert_eq!(this_apic_id(), 0x30);
+            assert_eq!(local(3).index(), 3);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn interrupt_depth() {
+        std::thread::spawn(|| {
+            host::bind_this_thread(4);
+            assert!(!in_interrupt());
+            irq_enter();
+            assert!(in_interrupt());
+            irq_exit();
+            assert!(!in_interrupt());
+        })
+        .join()
+        .unwrap();
+    }
+}
