@@ -47,7 +47,8 @@
 //!
 //! ```no_run
 //! // In the platform, on the boot CPU, interrupts disabled:
-//! let mode = apic::init_boot_cpu().expect("no usable local APIC");
+//! // SAFETY: boot CPU, once, interrupts disabled, IDT and GS set up.
+//! let mode = unsafe { apic::init_boot_cpu() }.expect("no usable local APIC");
 //! // Anywhere later:
 //! apic::ipi::send_vector(apic::ipi::Destination::ToSelf, ukplat::irq::vector::WAKEUP);
 //! # let _ = mode;
