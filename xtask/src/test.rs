@@ -445,7 +445,7 @@ fn count_cargo_tests(output: &str) -> (usize, usize) {
 
 /// The host side: unit tests of every crate, then formatting and clippy
 /// (host and guest target). Each lint counts as one check.
-fn host_side(root: &Path) -> Result<Tally> {
+fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
     let mut tally = Tally { quiet: true, ..Tally::default() };
     let minutes = |m: u64| Duration::from_secs(m * 60);
     let (ok, output) = run_cargo(root, &["test", "--workspace", "--color", "never"], minutes(15))?;
@@ -478,7 +478,7 @@ fn host_side(root: &Path) -> Result<Tally> {
                 "--target",
                 image::TARGET,
                 "--features",
-                "ukalloc/uktest,ukconsole/uktest",
+                guest_test_features,
                 "--color",
                 "never",
                 "--",
@@ -502,7 +502,16 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let ws = crate::load()?;
     let root = ws.root.clone();
     let started = Instant::now();
-    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_side(&root)));
+    // Every library's in-guest tests are linted too: `LIB/uktest` for each
+    // library that has the feature.
+    let guest_test_features: Vec<String> = ws
+        .libraries
+        .values()
+        .filter(|l| l.features.iter().any(|f| f == "uktest"))
+        .map(|l| format!("{}/uktest", l.crate_name))
+        .collect();
+    let guest_test_features = guest_test_features.join(",");
+    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_side(&root, &guest_test_features)));
 
     let mut tally = Tally::default();
     println!("== guest tests ==");

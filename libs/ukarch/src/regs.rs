@@ -123,3 +123,13 @@ pub unsafe fn set_gs_base(base: u64) {
     // for the contents.
     unsafe { wrmsr(MSR_GS_BASE, base) };
 }
+
+/// Reads a 32-bit value from an I/O port.
+///
+/// # Safety
+/// As for [`outb`].
+#[inline(always)]
+pub unsafe fn inl(port: u16) -> u32 {
+    // SAFETY: the caller owns the port (function contract).
+    unsafe { Port::<u32>::new(port).read() }
+}

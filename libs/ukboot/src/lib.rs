@@ -47,6 +47,9 @@ pub mod priority {
     pub const PLATFORM: u8 = 20;
     /// The heap: everything after may allocate.
     pub const MEMORY: u8 = 30;
+    /// The secondary CPUs are released: everything after may run code on
+    /// every CPU (`uksmp`).
+    pub const SMP: u8 = 40;
     /// Ordinary libraries.
     pub const LIBRARY: u8 = 50;
     /// Last things before `main`.

@@ -1,0 +1,167 @@
+//! The app's multi-CPU checks (see the crate documentation).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::time::Duration;
+use ukplat::cpu::{MAX_CPUS, this_cpu};
+use ukplat::irq::{self, TrapFrame};
+use uktest::{Failure, TestResult, ut_assert, ut_assert_eq};
+
+fn failure(args: core::fmt::Arguments<'_>) -> Failure {
+    Failure::new(args)
+}
+
+fn every_cpu_has_its_own_per_cpu_header() -> TestResult {
+    let topology = ukplat::cpu::topology();
+    let seen = uksmp::run_on_all(|cpu| (this_cpu(), ukarch::regs::gs_base(), apic::id(), cpu));
+    for (i, &(index, gs, apic_id, asked)) in seen.iter().enumerate() {
+        ut_assert_eq!(index, i, "CPU {} reads index {} through GS", asked, index);
+        ut_assert_eq!(gs, ukplat::cpu::local(i) as *const _ as u64);
+        ut_assert_eq!(apic_id, topology.cpus[i].apic_id);
+        ut_assert_eq!(ukplat::cpu::local(i).apic_id(), apic_id);
+    }
+    let mut ids: Vec<u32> = seen.iter().map(|s| s.2).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ut_assert_eq!(ids.len(), seen.len(), "two CPUs share an APIC id");
+    // Every CPU other than the boot CPU came online during bring-up.
+    for (i, cpu) in topology.cpus.iter().enumerate().skip(1) {
+        ut_assert!(cpu.online_tsc >= topology.bringup_start_tsc, "CPU {} has no online stamp", i);
+    }
+    Ok(())
+}
+uktest::test_case!(every_cpu_has_its_own_per_cpu_header);
+
+static IPI_HITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+fn count_ipi(_frame: &mut TrapFrame) {
+    IPI_HITS[this_cpu()].fetch_add(1, Ordering::SeqCst);
+    irq::eoi();
+}
+
+/// Waits until CPU `cpu` has `want` hits or `limit` passed.
+fn wait_hits(cpu: usize, want: u64, limit: Duration) -> u64 {
+    let end = uktime::now() + limit;
+    while IPI_HITS[cpu].load(Ordering::SeqCst) < want && uktime::now() < end {
+        ukarch::barrier::spin_hint();
+    }
+    IPI_HITS[cpu].load(Ordering::SeqCst)
+}
+
+fn an_ipi_reaches_each_cpu_exactly_once() -> TestResult {
+    let vector = irq::allocate(count_ipi).map_err(|e| failure(format_args!("{e}")))?;
+    let n = uksmp::cpu_count();
+    let result = (|| {
+        for hits in &IPI_HITS {
+            hits.store(0, Ordering::SeqCst);
+        }
+        // One IPI to each other CPU, by APIC id.
+        for cpu in (0..n).filter(|&c| c != this_cpu()) {
+            let apic_id = ukplat::cpu::local(cpu).apic_id();
+            apic::ipi::send_vector(apic::ipi::Destination::Apic(apic_id), vector);
+            ut_assert_eq!(wait_hits(cpu, 1, Duration::from_secs(2)), 1, "CPU {} (APIC id {})", cpu, apic_id);
+        }
+        // Nothing doubled, nothing went to a CPU not addressed.
+        uktime::busy_wait(Duration::from_millis(10));
+        for (cpu, hits) in IPI_HITS.iter().enumerate() {
+            let expect = u64::from(cpu < n && cpu != this_cpu());
+            ut_assert_eq!(hits.load(Ordering::SeqCst), expect, "CPU {}", cpu);
+        }
+        // One broadcast: every other CPU exactly once more.
+        apic::ipi::send_vector(apic::ipi::Destination::AllButSelf, vector);
+        for cpu in (0..n).filter(|&c| c != this_cpu()) {
+            ut_assert_eq!(wait_hits(cpu, 2, Duration::from_secs(2)), 2, "broadcast to CPU {}", cpu);
+        }
+        // And to self, with interrupts enabled for a moment.
+        apic::ipi::send_vector(apic::ipi::Destination::ToSelf, vector);
+        ukarch::irq::enable();
+        let own = wait_hits(this_cpu(), 1, Duration::from_secs(2));
+        ukarch::irq::disable();
+        ut_assert_eq!(own, 1);
+        uktime::busy_wait(Duration::from_millis(10));
+        for cpu in 0..n {
+            let expect = if cpu == this_cpu() { 1 } else { 2 };
+            ut_assert_eq!(IPI_HITS[cpu].load(Ordering::SeqCst), expect, "CPU {} after all IPIs", cpu);
+        }
+        Ok(())
+    })();
+    irq::unregister(vector);
+    result
+}
+uktest::test_case!(an_ipi_reaches_each_cpu_exactly_once);
+
+/// The latest clock reading any CPU published.
+static LATEST: AtomicU64 = AtomicU64::new(0);
+
+fn the_clock_never_goes_backwards_across_cpus() -> TestResult {
+    LATEST.store(0, Ordering::SeqCst);
+    let rounds = if ukarch::cpu::hypervisor() == ukarch::cpu::Hypervisor::Kvm { 2_000 } else { 50_000 };
+    // Every CPU at once: read what some CPU published, then the clock; the
+    // clock must not be behind a reading that (by the acquire) happened
+    // before it.
+    let violations = uksmp::run_on_all(|_| {
+        let mut worst = 0u64;
+        for _ in 0..rounds {
+            let seen = LATEST.load(Ordering::Acquire);
+            let now = uktime::now().as_nanos();
+            worst = worst.max(seen.saturating_sub(now));
+            LATEST.fetch_max(now, Ordering::AcqRel);
+        }
+        worst
+    });
+    for (cpu, &behind) in violations.iter().enumerate() {
+        ut_assert_eq!(
+            behind,
+            0,
+            "CPU {} read the clock {} ns behind another CPU's earlier reading",
+            cpu,
+            behind
+        );
+    }
+    Ok(())
+}
+uktest::test_case!(the_clock_never_goes_backwards_across_cpus);
+
+/// The APIC timer's rate on every CPU: each CPU (idle, interrupts enabled)
+/// runs a periodic tick; the boot CPU waits and compares the ticks counted
+/// with the time that passed. Within 5 %, in the best of three windows (a
+/// vCPU the host deschedules loses ticks; see uktime's own test).
+fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
+    const HZ: u32 = 1000;
+    let n = uksmp::cpu_count();
+    let others: Vec<usize> = (0..n).filter(|&c| c != this_cpu()).collect();
+    if others.is_empty() {
+        return Ok(()); // uktime's own test covers the boot CPU.
+    }
+    let mut worst = Vec::new();
+    for _attempt in 0..3 {
+        // Each CPU stamps its own start and stop (clock, ticks so far), so
+        // the latency of the calls themselves does not count.
+        let mut starts = Vec::new();
+        for &cpu in &others {
+            let start = uksmp::run_on(cpu, || {
+                uktime::timer::start_periodic(HZ)
+                    .map(|()| (uktime::now(), uktime::timer::fired_on(this_cpu())))
+            });
+            starts.push(start.map_err(|e| failure(format_args!("{e}")))?);
+        }
+        uktime::busy_wait(Duration::from_millis(100));
+        worst.clear();
+        for (&cpu, &(started, fired_before)) in others.iter().zip(&starts) {
+            let (stopped, fired_after) = uksmp::run_on(cpu, || {
+                uktime::timer::disarm();
+                (uktime::now(), uktime::timer::fired_on(this_cpu()))
+            });
+            let ticks = fired_after - fired_before;
+            let expected = u64::from(HZ) * stopped.duration_since(started).as_micros() as u64 / 1_000_000;
+            if ticks.abs_diff(expected) * 20 > expected + 20 {
+                worst.push((cpu, ticks, expected));
+            }
+        }
+        if worst.is_empty() {
+            return Ok(());
+        }
+    }
+    Err(failure(format_args!("(cpu, ticks, expected) off by more than 5 % at {HZ} Hz: {worst:?}")))
+}
+uktest::test_case!(the_apic_timer_keeps_its_rate_on_every_cpu);

@@ -1,0 +1,304 @@
+//! Measuring the TSC frequency against a clock of known rate.
+//!
+//! | source | how | wait | where |
+//! |---|---|---|---|
+//! | [`Source::Cpuid`] | CPUID leaf 0x15 (crystal ratio) or the hypervisor timing leaf 0x40000010 | none | rarely under QEMU |
+//! | [`Source::Kvmclock`] | the pvclock page's `tsc_to_system_mul`/`tsc_shift`: the host's own conversion | none | KVM |
+//! | [`Source::PmTimer`] | count TSC cycles over `calibration_ms` of the 3.579545 MHz ACPI PM timer | `calibration_ms` | q35 |
+//! | [`Source::Pit`] | the same against the 1.193182 MHz PIT channel 0 | `calibration_ms` | microvm, q35 |
+//!
+//! The counting sources read the reference counter between two TSC reads
+//! and use the midpoint, so one I/O exit of latency (tens of microseconds
+//! under a hypervisor) costs well under 1 % at the default 10 ms.
+
+use core::fmt;
+
+/// Where the TSC frequency came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// CPUID leaf 0x15 or 0x40000010.
+    Cpuid,
+    /// KVM's paravirtual clock parameters.
+    Kvmclock,
+    /// The ACPI power-management timer.
+    PmTimer,
+    /// The 8254 programmable interval timer, channel 0.
+    Pit,
+}
+
+impl Source {
+    /// A short name for reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cpuid => "CPUID",
+            Self::Kvmclock => "kvmclock",
+            Self::PmTimer => "ACPI PM timer",
+            Self::Pit => "PIT",
+        }
+    }
+}
+
+/// Why a source could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalibrationError {
+    /// The machine does not offer the source.
+    Unavailable(Source),
+    /// The source gave an implausible answer (a rate outside 100 MHz..20 GHz,
+    /// or a counter that did not advance).
+    Implausible(Source, u64),
+}
+
+impl fmt::Display for CalibrationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable(s) => write!(f, "the {} is not available on this machine", s.name()),
+            Self::Implausible(s, hz) => write!(f, "the {} gave an implausible TSC rate of {hz} Hz", s.name()),
+        }
+    }
+}
+
+/// Accepts rates a TSC can plausibly have.
+pub fn plausible(source: Source, hz: u64) -> Result<u64, CalibrationError> {
+    if (100_000_000..=20_000_000_000).contains(&hz) {
+        Ok(hz)
+    } else {
+        Err(CalibrationError::Implausible(source, hz))
+    }
+}
+
+/// The TSC rate a pvclock's multiplier and shift describe:
+/// `ns = ((tsc << shift) * mul) >> 32` (a right shift for negative shifts),
+/// so `hz = 10^9 * 2^32 / (mul * 2^shift)`.
+pub const fn pvclock_hz(mul: u32, shift: i8) -> u64 {
+    let scaled = 1_000_000_000u128 << 32;
+    if mul == 0 {
+        return 0;
+    }
+    let hz = if shift >= 0 {
+        scaled / ((mul as u128) << shift as u32)
+    } else {
+        (scaled << (-(shift as i32)) as u32) / mul as u128
+    };
+    hz as u64
+}
+
+/// Elapsed ticks of a down-counter of period `period` between two
+/// readings (at most one wrap in between).
+pub const fn down_counter_elapsed(before: u32, after: u32, period: u32) -> u32 {
+    if after <= before { before - after } else { before + (period - after) }
+}
+
+/// Elapsed ticks of an up-counter `bits` wide between two readings (at
+/// most one wrap in between).
+pub const fn up_counter_elapsed(before: u32, after: u32, bits: u8) -> u32 {
+    let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+    after.wrapping_sub(before) & mask
+}
+
+/// `cycles * reference_hz / ticks`, the TSC rate from a counted interval.
+pub const fn rate(cycles: u64, ticks: u64, reference_hz: u64) -> u64 {
+    if ticks == 0 { 0 } else { (cycles as u128 * reference_hz as u128 / ticks as u128) as u64 }
+}
+
+#[cfg(target_os = "none")]
+pub(crate) mod hw {
+    use super::*;
+    use ukarch::regs::{inb, inl, outb, rdmsr, wrmsr};
+
+    /// CPUID's exact TSC rate (leaf 0x15 with the crystal frequency, or
+    /// the hypervisor's leaf 0x40000010).
+    pub fn cpuid() -> Result<u64, CalibrationError> {
+        exact_cpuid_rate()
+            .ok_or(CalibrationError::Unavailable(Source::Cpuid))
+            .and_then(|hz| plausible(Source::Cpuid, hz))
+    }
+
+    /// The two exact CPUID leaves, without leaf 0x16 (a nominal base
+    /// frequency, not the TSC's).
+    fn exact_cpuid_rate() -> Option<u64> {
+        let max = core::arch::x86_64::__cpuid(0).eax;
+        if max >= 0x15 {
+            let leaf = core::arch::x86_64::__cpuid(0x15);
+            if leaf.eax != 0 && leaf.ebx != 0 && leaf.ecx != 0 {
+                return Some(u64::from(leaf.ecx) * u64::from(leaf.ebx) / u64::from(leaf.eax));
+            }
+        }
+        let features = ukarch::cpu::features();
+        if features.hypervisor {
+            let hv_max = core::arch::x86_64::__cpuid(0x4000_0000).eax;
+            if hv_max >= 0x4000_0010 {
+                let khz = core::arch::x86_64::__cpuid(0x4000_0010).eax;
+                if khz != 0 {
+                    return Some(u64::from(khz) * 1000);
+                }
+            }
+        }
+        None
+    }
+
+    /// KVM's pvclock parameters for this CPU.
+    #[repr(C, align(64))]
+    struct PvclockPage {
+        version: u32,
+        pad0: u32,
+        tsc_timestamp: u64,
+        system_time: u64,
+        tsc_to_system_mul: u32,
+        tsc_shift: i8,
+        flags: u8,
+        pad: [u8; 2],
+    }
+
+    const MSR_KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
+
+    /// The TSC rate from kvmclock: registers a pvclock page, reads the
+    /// host's multiplier and shift, and unregisters it again (the clock
+    /// itself is the TSC; kvmclock only tells its rate).
+    pub fn kvmclock() -> Result<u64, CalibrationError> {
+        if ukarch::cpu::features().kvm_features & ukarch::cpu::KVM_FEATURE_CLOCKSOURCE2 == 0 {
+            return Err(CalibrationError::Unavailable(Source::Kvmclock));
+        }
+        static mut PAGE: PvclockPage = PvclockPage {
+            version: 0,
+            pad0: 0,
+            tsc_timestamp: 0,
+            system_time: 0,
+            tsc_to_system_mul: 0,
+            tsc_shift: 0,
+            flags: 0,
+            pad: [0; 2],
+        };
+        let page = core::ptr::addr_of_mut!(PAGE);
+        // SAFETY: KVM_FEATURE_CLOCKSOURCE2 says the MSR exists; the page is
+        // a 'static, 64-byte aligned, identity-mapped (physical = virtual)
+        // buffer that only the hypervisor writes while registered; it is
+        // unregistered before returning. Reads are volatile: the
+        // hypervisor writes behind the compiler's back.
+        let (mul, shift) = unsafe {
+            wrmsr(MSR_KVM_SYSTEM_TIME_NEW, page as u64 | 1);
+            let (mut mul, mut shift);
+            loop {
+                let v1 = core::ptr::addr_of!((*page).version).read_volatile();
+                mul = core::ptr::addr_of!((*page).tsc_to_system_mul).read_volatile();
+                shift = core::ptr::addr_of!((*page).tsc_shift).read_volatile();
+                let v2 = core::ptr::addr_of!((*page).version).read_volatile();
+                if v1 == v2 && v1.is_multiple_of(2) && mul != 0 {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0);
+            let _ = rdmsr(MSR_KVM_SYSTEM_TIME_NEW);
+            (mul, shift)
+        };
+        plausible(Source::Kvmclock, pvclock_hz(mul, shift))
+    }
+
+    /// Counts TSC cycles while `ticks_elapsed` (fed successive counter
+    /// readings) reaches `target` reference ticks; returns (cycles, ticks).
+    fn count(mut read: impl FnMut() -> u32, elapsed: impl Fn(u32, u32) -> u32, target: u64) -> (u64, u64) {
+        let stamp = |read: &mut dyn FnMut() -> u32| {
+            let before = ukarch::tsc::read_ordered();
+            let value = read();
+            let after = ukarch::tsc::read_ordered();
+            (before / 2 + after / 2, value)
+        };
+        let (tsc0, mut last) = stamp(&mut read);
+        let mut ticks = 0u64;
+        let mut tsc1 = tsc0;
+        while ticks < target {
+            let (tsc, value) = stamp(&mut read);
+            ticks += u64::from(elapsed(last, value));
+            last = value;
+            tsc1 = tsc;
+        }
+        (tsc1 - tsc0, ticks)
+    }
+
+    /// The TSC rate counted against the ACPI PM timer for `ms`.
+    pub fn pm_timer(timer: Option<ukplat::PmTimer>, ms: u64) -> Result<u64, CalibrationError> {
+        let timer = timer.ok_or(CalibrationError::Unavailable(Source::PmTimer))?;
+        // SAFETY: the firmware's FADT names this port as the PM timer,
+        // a read-only counter.
+        let read = || unsafe { inl(timer.port) };
+        let target = ukplat::PmTimer::HZ * ms / 1000;
+        let (cycles, ticks) = count(read, |a, b| up_counter_elapsed(a, b, timer.bits), target);
+        plausible(Source::PmTimer, rate(cycles, ticks, ukplat::PmTimer::HZ))
+    }
+
+    /// The PIT's input clock.
+    pub const PIT_HZ: u64 = 1_193_182;
+    const PIT_CHANNEL0: u16 = 0x40;
+    const PIT_COMMAND: u16 = 0x43;
+
+    /// The TSC rate counted against PIT channel 0 for `ms`: channel 0 runs
+    /// as a free-running rate generator (mode 2, period 65536) and is read
+    /// back with latch commands; afterwards it is left stopped (mode 0
+    /// without a count), so it raises no further IRQ 0.
+    pub fn pit(ms: u64) -> Result<u64, CalibrationError> {
+        // SAFETY: ports 0x40 and 0x43 are the PIT's; nothing else uses it
+        // (its IRQ 0 is masked at the PICs and the I/O APIC).
+        let present = unsafe {
+            outb(PIT_COMMAND, 0x34); // channel 0, lo/hi byte, mode 2, binary
+            outb(PIT_CHANNEL0, 0);
+            outb(PIT_CHANNEL0, 0); // period 65536
+            // A PIT reads back something other than all-ones.
+            outb(PIT_COMMAND, 0x00);
+            let lo = inb(PIT_CHANNEL0);
+            let hi = inb(PIT_CHANNEL0);
+            !(lo == 0xff && hi == 0xff)
+        };
+        if !present {
+            return Err(CalibrationError::Unavailable(Source::Pit));
+        }
+        // SAFETY: as above; latch then read low and high byte.
+        let read = || unsafe {
+            outb(PIT_COMMAND, 0x00);
+            let lo = inb(PIT_CHANNEL0);
+            let hi = inb(PIT_CHANNEL0);
+            u32::from(u16::from_le_bytes([lo, hi]))
+        };
+        let target = PIT_HZ * ms / 1000;
+        let (cycles, ticks) = count(read, |a, b| down_counter_elapsed(a, b, 65536), target);
+        // SAFETY: mode 0 without a count stops channel 0.
+        unsafe { outb(PIT_COMMAND, 0x30) };
+        plausible(Source::Pit, rate(cycles, ticks, PIT_HZ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pvclock_rates() {
+        // 2.5 GHz: 0.4 ns per cycle = 0.4 * 2^32 = 1717986918.4 with shift 0.
+        assert_eq!(pvclock_hz(1_717_986_918, 0) / 1000, 2_500_000);
+        // The same rate expressed with shift 1 and half the multiplier.
+        assert_eq!(pvclock_hz(858_993_459, 1) / 1000, 2_500_000);
+        // A 1 GHz TSC with a negative shift: ns = (tsc >> 1) * 2^33 >> 32.
+        assert_eq!(pvclock_hz(u32::MAX, -1) / 1_000_000, 2_000);
+        assert_eq!(pvclock_hz(0, 0), 0);
+    }
+
+    #[test]
+    fn counters_wrap() {
+        assert_eq!(down_counter_elapsed(1000, 400, 65536), 600);
+        assert_eq!(down_counter_elapsed(100, 65000, 65536), 636);
+        assert_eq!(up_counter_elapsed(10, 30, 24), 20);
+        assert_eq!(up_counter_elapsed(0xff_fff0, 0x10, 24), 0x20);
+        assert_eq!(up_counter_elapsed(0xffff_fff0, 0x10, 32), 0x20);
+    }
+
+    #[test]
+    fn rates_and_plausibility() {
+        assert_eq!(rate(2_600_000, 1193, 1_193_182), 2_600_396_647);
+        assert_eq!(rate(5, 0, 1), 0);
+        assert!(plausible(Source::Pit, 2_600_000_000).is_ok());
+        assert_eq!(plausible(Source::Pit, 5), Err(CalibrationError::Implausible(Source::Pit, 5)));
+        assert_eq!(
+            CalibrationError::Unavailable(Source::PmTimer).to_string(),
+            "the ACPI PM timer is not available on this machine"
+        );
+    }
+}
