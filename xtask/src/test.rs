@@ -68,6 +68,9 @@ struct Expect {
     serial: &'static [&'static str],
     /// Parse uktest's per-case lines and count them.
     uktest: bool,
+    /// The `smp` app's per-CPU lines: exactly this many `cpu N: APIC id`
+    /// lines, for N = 0, 1, ... in order.
+    cpu_lines: Option<usize>,
 }
 
 /// One guest run.
@@ -99,8 +102,9 @@ const PANIC: u8 = 110;
 /// The guest checks. The main list runs under `auto`; `other` is the
 /// accelerator `auto` did not pick, when it is usable here, and gets variants
 /// of the essential checks so that both accelerators are always exercised.
-fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
-    let ok = |serial: &'static [&'static str]| Expect { status: Some(0), serial, uktest: false };
+fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
+    let ok =
+        |serial: &'static [&'static str]| Expect { status: Some(0), serial, uktest: false, cpu_lines: None };
     let mut checks = vec![
         check(
             "helloworld (microvm)",
@@ -114,12 +118,17 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
             ..check("helloworld (release)", "helloworld", &[], ok(&["Hello, world!"]))
         },
         check("exit (smallest image)", "exit", &[], ok(&[])),
-        check("tests (talc)", "tests", &[], Expect { status: Some(0), serial: &[], uktest: true }),
+        check(
+            "tests (talc)",
+            "tests",
+            &[],
+            Expect { status: Some(0), serial: &[], uktest: true, cpu_lines: None },
+        ),
         check(
             "tests (linked-list backend)",
             "tests",
             &["ukalloc.backend=linked-list", "platform.cmdline=tests.expect_backend=linked-list"],
-            Expect { status: Some(0), serial: &[], uktest: true },
+            Expect { status: Some(0), serial: &[], uktest: true, cpu_lines: None },
         ),
         check(
             "faults: #UD report",
@@ -129,6 +138,7 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 status: Some(EXCEPTION),
                 serial: &["*** CPU EXCEPTION #UD (vector 6", "RIP: 0x", "RAX: 0x", "on CPU 0"],
                 uktest: false,
+                cpu_lines: None,
             },
         ),
         check(
@@ -139,6 +149,7 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 status: Some(EXCEPTION),
                 serial: &["*** CPU EXCEPTION #PF (vector 14", "CR2: 0x0000001000000000", "RIP: 0x"],
                 uktest: false,
+                cpu_lines: None,
             },
         ),
         check(
@@ -149,6 +160,7 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 status: Some(EXCEPTION),
                 serial: &["*** CPU EXCEPTION #PF (vector 14", "CR2: 0x0000000000000000"],
                 uktest: false,
+                cpu_lines: None,
             },
         ),
         check(
@@ -159,6 +171,7 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 status: Some(PANIC),
                 serial: &["ukalloc: out of memory: allocation of", "*** PANIC"],
                 uktest: false,
+                cpu_lines: None,
             },
         ),
         check(
@@ -169,6 +182,7 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 status: Some(PANIC),
                 serial: &["*** PANIC on CPU 0 at ", "apps/faults/src/lib.rs:"],
                 uktest: false,
+                cpu_lines: None,
             },
         ),
         GuestCheck {
@@ -177,10 +191,16 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
                 "faults: a hung guest times out with its serial log",
                 "faults",
                 &["platform.cmdline=hang"],
-                Expect { status: None, serial: &["faults: hanging on purpose"], uktest: false },
+                Expect {
+                    status: None,
+                    serial: &["faults: hanging on purpose"],
+                    uktest: false,
+                    cpu_lines: None,
+                },
             )
         },
     ];
+    checks.extend(smp_checks(kvm));
     if let Some(accel) = other {
         let (set, hello): (&str, &'static [&'static str]) = match accel {
             qemu::Accel::Kvm => ("platform.accel=kvm", &["Hello, world!", "Accelerator: KVM"]),
@@ -192,16 +212,105 @@ fn guest_checks(other: Option<qemu::Accel>) -> Vec<GuestCheck> {
             &name("tests"),
             "tests",
             &[set],
-            Expect { status: Some(0), serial: &[], uktest: true },
+            Expect { status: Some(0), serial: &[], uktest: true, cpu_lines: None },
         ));
         checks.push(check(
             &name("faults: #UD report"),
             "faults",
             &["platform.cmdline=ud", set],
-            Expect { status: Some(EXCEPTION), serial: &["*** CPU EXCEPTION #UD (vector 6"], uktest: false },
+            Expect {
+                status: Some(EXCEPTION),
+                serial: &["*** CPU EXCEPTION #UD (vector 6"],
+                uktest: false,
+                cpu_lines: None,
+            },
         ));
     }
     checks
+}
+
+/// The `smp` app: under TCG with 1, 2, 4 and 8 CPUs (microvm) and 2 (q35),
+/// both APIC modes' handling under TCG (xAPIC runs; a forced x2APIC is a
+/// clear boot error, TCG having none), and, when KVM is usable, 2 CPUs
+/// under KVM in x2APIC mode (when the host CPU has it) and in xAPIC mode.
+fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
+    let tests = |cpus: usize, mode: &'static [&'static str]| Expect {
+        status: Some(0),
+        serial: mode,
+        uktest: true,
+        cpu_lines: Some(cpus),
+    };
+    const XAPIC: &[&str] = &["local APIC in xAPIC mode"];
+    const X2APIC: &[&str] = &["local APIC in x2APIC mode"];
+    let mut checks = Vec::new();
+    for cpus in [1, 2, 4, 8] {
+        let sets = [format!("platform.cpus={cpus}"), "platform.accel=tcg".to_string()];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        checks.push(check(&format!("smp (tcg, {cpus} CPUs)"), "smp", &sets, tests(cpus, XAPIC)));
+    }
+    checks.push(check(
+        "smp (tcg, q35, 2 CPUs)",
+        "smp",
+        &["platform.cpus=2", "platform.accel=tcg", "platform.machine=q35"],
+        tests(2, XAPIC),
+    ));
+    checks.push(check(
+        "smp: apic.mode=x2apic without x2APIC is a boot error (tcg)",
+        "smp",
+        &["platform.cpus=2", "platform.accel=tcg", "apic.mode=x2apic"],
+        Expect {
+            status: Some(1),
+            serial: &["kvm: boot failed: apic: apic.mode = \"x2apic\" but this CPU does not offer x2APIC"],
+            uktest: false,
+            cpu_lines: None,
+        },
+    ));
+    if kvm {
+        if host_has_x2apic() {
+            checks.push(check(
+                "smp (kvm, 2 CPUs, x2APIC)",
+                "smp",
+                &["platform.cpus=2", "platform.accel=kvm", "apic.mode=x2apic"],
+                tests(2, X2APIC),
+            ));
+        }
+        checks.push(check(
+            "smp (kvm, 2 CPUs, xAPIC)",
+            "smp",
+            &["platform.cpus=2", "platform.accel=kvm", "apic.mode=xapic"],
+            tests(2, XAPIC),
+        ));
+    }
+    checks
+}
+
+/// Whether the host CPU (and so `-cpu host` under KVM) has x2APIC.
+fn host_has_x2apic() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "x2apic"))
+    })
+}
+
+/// Checks the `smp` app's per-CPU lines: exactly `n`, numbered 0..n in
+/// order, with distinct APIC ids.
+fn check_cpu_lines(serial: &str, n: usize) -> Result<(), String> {
+    let lines: Vec<&str> =
+        serial.lines().filter(|l| l.starts_with("cpu ") && l.contains(": APIC id ")).collect();
+    if lines.len() != n {
+        return Err(format!("{} per-CPU lines, expected {n}", lines.len()));
+    }
+    let mut ids = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(&format!("cpu {i}: ")) {
+            return Err(format!("per-CPU line {i} is {line:?}"));
+        }
+        let id = line.split(": APIC id ").nth(1).and_then(|rest| rest.split(',').next()).unwrap_or("");
+        if ids.contains(&id) {
+            return Err(format!("APIC id {id} reported twice"));
+        }
+        ids.push(id);
+    }
+    Ok(())
 }
 
 /// A variant name for the image directory: the app plus a short hash of the
@@ -249,6 +358,11 @@ fn run_guest_check(
         if !result.serial.contains(needle) {
             problems.push(format!("serial log lacks {needle:?}"));
         }
+    }
+    if let Some(n) = c.expect.cpu_lines
+        && let Err(problem) = check_cpu_lines(&result.serial, n)
+    {
+        problems.push(problem);
     }
     if c.expect.uktest {
         let mut cases = 0;
@@ -365,6 +479,25 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
         "config: removing [libraries.ukalloc] removes ukalloc from the image",
         has_with && !has_without && size_without < size_with,
         &format!("ukalloc symbols {has_with} -> {has_without}, size {size_with} -> {size_without} bytes"),
+    );
+
+    // apic.mode decides which register accessors are linked.
+    let mut linked = Vec::new();
+    for mode in ["x2apic", "xapic"] {
+        let resolved = ws.resolve("smp", None, &[format!("apic.mode={mode}")])?;
+        let img = image::build(
+            ws,
+            &resolved,
+            &BuildOptions { name: Some(format!("smp-linking-{mode}")), quiet: true, ..Default::default() },
+        )?;
+        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+        let has = |name: &str| syms.iter().any(|s| s.contains(name));
+        linked.push((mode, has("x2apic_write"), has("xapic_write")));
+    }
+    tally.add(
+        "config: apic.mode=x2apic / xapic links only that mode's register access",
+        linked == [("x2apic", true, false), ("xapic", false, true)],
+        &format!("(mode, x2apic_write linked, xapic_write linked): {linked:?}"),
     );
 
     let without_console =
@@ -522,7 +655,7 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     };
     println!("accelerator for `auto`: {} ({why})", auto.name());
     let timeout = Duration::from_secs(args.guest_timeout);
-    for c in guest_checks(other) {
+    for c in guest_checks(other, qemu::kvm_usable().is_ok()) {
         if args.filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
             continue;
         }

@@ -39,7 +39,7 @@ pub fn main(args: &[&str]) -> i32 {
         online_tsc: topology.cpus[cpu].online_tsc,
     });
     println!(
-        "smp: {} CPUs online ({} in the firmware), {} APIC, TSC {} MHz ({})",
+        "smp: {} CPUs online ({} in the firmware), local APIC in {} mode, TSC {} MHz ({})",
         reports.len(),
         topology.cpus_in_firmware,
         apic::mode().name(),

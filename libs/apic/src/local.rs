@@ -94,14 +94,23 @@ static XAPIC_BASE: AtomicU64 = AtomicU64::new(XAPIC_DEFAULT_BASE);
 
 /// The mode chosen by [`crate::init_boot_cpu`].
 ///
+/// With `apic.mode` forced to `x2apic` or `xapic` this is a constant, so
+/// the other mode's register accessors are never referenced and not linked
+/// (`cargo xtask test` checks the image's symbols); with `auto` both are
+/// linked and the boot-time choice picks one.
+///
 /// # Panics
-/// Before the boot CPU's APIC was initialised.
-#[inline]
+/// With `auto`, before the boot CPU's APIC was initialised.
+#[inline(always)]
 pub fn mode() -> Mode {
-    match MODE.load(Ordering::Relaxed) {
-        1 => Mode::X2Apic,
-        2 => Mode::XApic,
-        _ => panic!("apic: used before apic::init_boot_cpu"),
+    match ukconfig::apic::MODE {
+        ukconfig::apic::Mode::X2apic => Mode::X2Apic,
+        ukconfig::apic::Mode::Xapic => Mode::XApic,
+        ukconfig::apic::Mode::Auto => match MODE.load(Ordering::Relaxed) {
+            1 => Mode::X2Apic,
+            2 => Mode::XApic,
+            _ => panic!("apic: used before apic::init_boot_cpu"),
+        },
     }
 }
 
@@ -132,11 +141,8 @@ fn mmio(offset: u32) -> VolatilePtr<'static, u32> {
 #[inline]
 pub fn read(offset: u32) -> u32 {
     match mode() {
-        // SAFETY: the x2APIC MSRs exist once x2APIC mode is enabled (it is:
-        // the mode is set only after enabling); reads have no side effects
-        // for the registers of `reg`.
-        Mode::X2Apic => unsafe { rdmsr(msr_of(offset)) as u32 },
-        Mode::XApic => mmio(offset).read(),
+        Mode::X2Apic => x2apic_read(offset),
+        Mode::XApic => xapic_read(offset),
     }
 }
 
@@ -144,10 +150,38 @@ pub fn read(offset: u32) -> u32 {
 #[inline]
 pub fn write(offset: u32, value: u32) {
     match mode() {
-        // SAFETY: as in `read`; the callers own the register they write.
-        Mode::X2Apic => unsafe { wrmsr(msr_of(offset), u64::from(value)) },
-        Mode::XApic => mmio(offset).write(value),
+        Mode::X2Apic => x2apic_write(offset, value),
+        Mode::XApic => xapic_write(offset, value),
     }
+}
+
+// One function per mode and direction, never inlined, so the image's
+// symbol table shows which modes are linked (see `mode`). Under a
+// hypervisor every access is a VM exit anyway; the call costs nothing
+// next to it.
+
+#[inline(never)]
+fn x2apic_read(offset: u32) -> u32 {
+    // SAFETY: x2APIC mode is enabled before the mode is published (and a
+    // forced x2apic mode was checked against CPUID at boot); reads of the
+    // registers of `reg` have no side effects.
+    unsafe { rdmsr(msr_of(offset)) as u32 }
+}
+
+#[inline(never)]
+fn x2apic_write(offset: u32, value: u32) {
+    // SAFETY: as in `x2apic_read`; the callers own the register they write.
+    unsafe { wrmsr(msr_of(offset), u64::from(value)) }
+}
+
+#[inline(never)]
+fn xapic_read(offset: u32) -> u32 {
+    mmio(offset).read()
+}
+
+#[inline(never)]
+fn xapic_write(offset: u32, value: u32) {
+    mmio(offset).write(value)
 }
 
 /// Writes the interrupt command register: `destination` is an APIC id
@@ -163,11 +197,11 @@ pub(crate) fn write_icr(destination: u32, low: u32) {
         },
         Mode::XApic => {
             const DELIVERY_PENDING: u32 = 1 << 12;
-            while mmio(reg::ICR_LOW).read() & DELIVERY_PENDING != 0 {
+            while xapic_read(reg::ICR_LOW) & DELIVERY_PENDING != 0 {
                 core::hint::spin_loop();
             }
-            mmio(reg::ICR_HIGH).write(destination << 24);
-            mmio(reg::ICR_LOW).write(low);
+            xapic_write(reg::ICR_HIGH, destination << 24);
+            xapic_write(reg::ICR_LOW, low);
         }
     }
 }
