@@ -20,12 +20,32 @@ pub enum BenchCmd {
         #[arg(long, default_value = "auto")]
         accel: String,
     },
+    /// SMP: application processor start, IPI and cross-CPU call round trips,
+    /// spinlock throughput and fairness. Without --accel/--smp it runs TCG
+    /// with 4 CPUs and, when /dev/kvm works, KVM with 2.
+    Smp {
+        /// Boots per configuration (medians over them).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Only this accelerator (auto, kvm, tcg).
+        #[arg(long)]
+        accel: Option<String>,
+        /// CPUs (with --accel; default 4 under TCG, 2 under KVM).
+        #[arg(long)]
+        smp: Option<u32>,
+        /// IPI round trips per boot.
+        #[arg(long, default_value_t = 1000)]
+        ipi_rounds: u64,
+    },
 }
 
 /// Runs a benchmark.
 pub fn run(which: &BenchCmd) -> Result<ExitCode> {
     match which {
         BenchCmd::Boot { repeats, accel } => boot(*repeats, accel),
+        BenchCmd::Smp { repeats, accel, smp, ipi_rounds } => {
+            smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
+        }
     }
 }
 
@@ -129,6 +149,169 @@ fn boot(repeats: usize, accel: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One `bench:` line of a guest: `metric=NAME key=value ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchLine {
+    /// The metric and its identifying keys (`cpu=1`, `kind=ticket`, ...), in
+    /// order: lines with equal identities are the same measurement.
+    pub identity: Vec<(String, String)>,
+    /// The numeric values (`cycles=...`, `ops=...`).
+    pub values: Vec<(String, u64)>,
+}
+
+/// Keys that identify a measurement rather than measure it.
+const IDENTITY_KEYS: &[&str] = &["metric", "cpu", "cpus", "kind", "samples", "apic", "source"];
+
+/// Parses the `bench:` lines of a serial log.
+pub fn bench_lines(serial: &str) -> Vec<BenchLine> {
+    serial
+        .lines()
+        .filter_map(|l| l.strip_prefix("bench: "))
+        .map(|rest| {
+            let mut identity = Vec::new();
+            let mut values = Vec::new();
+            for (k, v) in rest.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+                match v.parse::<u64>() {
+                    Ok(n) if !IDENTITY_KEYS.contains(&k) => values.push((k.to_string(), n)),
+                    _ => identity.push((k.to_string(), v.to_string())),
+                }
+            }
+            BenchLine { identity, values }
+        })
+        .collect()
+}
+
+/// Medians per identity and value key over several boots' lines, in the
+/// order identities first appeared.
+pub fn aggregate(boots: &[Vec<BenchLine>]) -> Vec<(Vec<(String, String)>, Vec<(String, u64, u64, u64)>)> {
+    let mut order: Vec<Vec<(String, String)>> = Vec::new();
+    for line in boots.iter().flatten() {
+        if !order.contains(&line.identity) {
+            order.push(line.identity.clone());
+        }
+    }
+    order
+        .into_iter()
+        .map(|identity| {
+            let lines: Vec<&BenchLine> = boots.iter().flatten().filter(|l| l.identity == identity).collect();
+            let mut keys: Vec<&str> = Vec::new();
+            for (k, _) in lines.iter().flat_map(|l| &l.values) {
+                if !keys.contains(&k.as_str()) {
+                    keys.push(k);
+                }
+            }
+            let stats = keys
+                .into_iter()
+                .map(|k| {
+                    let samples: Vec<u64> = lines
+                        .iter()
+                        .filter_map(|l| l.values.iter().find(|(key, _)| key == k))
+                        .map(|(_, v)| *v)
+                        .collect();
+                    let min = samples.iter().copied().min().unwrap_or(0);
+                    let max = samples.iter().copied().max().unwrap_or(0);
+                    (k.to_string(), median(&samples), min, max)
+                })
+                .collect();
+            (identity, stats)
+        })
+        .collect()
+}
+
+fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: u64) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let configurations: Vec<(String, u32)> = match accel {
+        Some(a) => {
+            let (resolved, _) = qemu::choose_accel(a)?;
+            let default = if resolved == qemu::Accel::Kvm { 2 } else { 4 };
+            vec![(a.to_string(), smp.unwrap_or(default))]
+        }
+        None => {
+            let mut c = vec![("tcg".to_string(), smp.unwrap_or(4))];
+            if qemu::kvm_usable().is_ok() {
+                c.push(("kvm".to_string(), smp.unwrap_or(2)));
+            }
+            c
+        }
+    };
+    let release = BuildOptions { release: true, quiet: true, ..Default::default() };
+    for (accel, cpus) in configurations {
+        let sets = vec![
+            format!("platform.accel={accel}"),
+            format!("platform.cpus={cpus}"),
+            format!("platform.cmdline=ipi_rounds={ipi_rounds}"),
+        ];
+        let resolved = ws.resolve("smpbench", None, &sets)?;
+        let img = image::build(
+            &ws,
+            &resolved,
+            &BuildOptions { name: Some(format!("smpbench-{accel}-{cpus}")), ..release.clone() },
+        )?;
+        let (vm, why) = crate::vm_config(&resolved, false)?;
+        let mut boots = Vec::new();
+        for _ in 0..repeats {
+            let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(300)), false)?;
+            if r.outcome != Outcome::Status(0) {
+                bail!("smpbench ({accel}, {cpus} CPUs): {}\n{}", r.outcome.describe(), r.serial);
+            }
+            boots.push(bench_lines(&r.serial));
+        }
+        let rows = aggregate(&boots);
+        let tsc_hz = rows
+            .iter()
+            .find(|(id, _)| id.first().is_some_and(|(k, v)| k == "metric" && v == "machine"))
+            .and_then(|(_, stats)| stats.iter().find(|(k, ..)| k == "tsc_hz"))
+            .map(|&(_, median, ..)| median)
+            .context("smpbench printed no machine line")?;
+        println!();
+        println!(
+            "bench smp: {} CPUs, accelerator {} ({why}), {repeats} boots, median [min..max] over boots; TSC {:.0} MHz",
+            cpus,
+            vm.accel.name(),
+            tsc_hz as f64 / 1e6
+        );
+        print_smp_table(&rows, tsc_hz);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ns(cycles: u64, tsc_hz: u64) -> f64 {
+    cycles as f64 * 1e9 / tsc_hz as f64
+}
+
+fn print_smp_table(rows: &[(Vec<(String, String)>, Vec<(String, u64, u64, u64)>)], tsc_hz: u64) {
+    let get = |id: &[(String, String)], k: &str| id.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    for (identity, stats) in rows {
+        let metric = get(identity, "metric").unwrap_or_default();
+        let value =
+            |k: &str| stats.iter().find(|(key, ..)| key == k).map(|&(_, med, min, max)| (med, min, max));
+        match metric.as_str() {
+            "machine" => println!(
+                "  machine: local APIC in {} mode, TSC calibrated from {}",
+                get(identity, "apic").unwrap_or_default(),
+                get(identity, "source").unwrap_or_default()
+            ),
+            "ap_start" | "ap_start_total" | "ipi_rtt" | "call_rtt" => {
+                let label = match metric.as_str() {
+                    "ap_start" => format!("AP start, CPU {}", get(identity, "cpu").unwrap_or_default()),
+                    "ap_start_total" => {
+                        format!("AP start, all {} CPUs (parallel)", get(identity, "cpus").unwrap_or_default())
+                    }
+                    "ipi_rtt" => "IPI round trip CPU 0 <-> CPU 1".to_string(),
+                    _ => "uksmp::run_on round trip CPU 0 -> CPU 1".to_string(),
+                };
+                if let Some((med, min, max)) = value("cycles") {
+                    println!("  {label:<44} {med:>12} cyc {:>12.0} ns   [{min}..{max}] cyc", ns(med, tsc_hz));
+                }
+            }
+            _ => println!("  {identity:?}: {stats:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +321,25 @@ mod tests {
         assert_eq!(median(&[3, 1, 2]), 2);
         assert_eq!(median(&[4, 1, 3, 2]), 2);
         assert_eq!(median(&[7]), 7);
+    }
+
+    #[test]
+    fn bench_lines_aggregate_to_medians() {
+        let boot = |c: u64| {
+            bench_lines(&format!(
+                "noise\nbench: metric=ipi_rtt samples=10 cycles={c}\nbench: metric=ap_start cpu=1 cycles={}\n",
+                c * 10
+            ))
+        };
+        let boots = [boot(5), boot(1), boot(3)];
+        assert_eq!(
+            boots[0][0].identity,
+            [("metric".into(), "ipi_rtt".into()), ("samples".into(), "10".into())]
+        );
+        let rows = aggregate(&boots);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].1, [("cycles".to_string(), 3, 1, 5)]);
+        assert_eq!(rows[1].1, [("cycles".to_string(), 30, 10, 50)]);
     }
 
     #[test]

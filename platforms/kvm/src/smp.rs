@@ -33,6 +33,10 @@ use ukplat::cpu::{CpuDesc, MAX_CPUS};
 pub const TRAMPOLINE_BASE: u64 = 0x8000;
 /// Size of each AP's boot stack.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+/// APIC timer count (at divide-by-16) of the boot CPU's tick while it
+/// waits for the APs: ~1 ms at QEMU's 1 GHz APIC clock; the exact period
+/// does not matter, it only bounds each halt so the timeout is seen.
+const WAIT_TICK_COUNT: u32 = 62_500;
 /// TSC cycles the boot CPU waits for the APs to report alive: ~6 s at
 /// 2.6 GHz, far beyond the milliseconds bring-up takes even under TCG with
 /// more vCPUs than host cores.
@@ -259,8 +263,17 @@ mod start {
             }
         }
 
+        // Halt between checks instead of spinning: under TCG the APs are
+        // host threads competing with this vCPU for the host's cores. Each
+        // AP sends a wake-up IPI when it is alive; a periodic APIC tick on
+        // the wake-up vector bounds every halt, so the timeout is checked
+        // even if an AP never comes.
+        apic::timer::periodic(ukplat::irq::vector::WAKEUP, WAIT_TICK_COUNT, apic::timer::Divide::By16);
         while ALIVE.load(Ordering::Acquire) < aps {
+            ukarch::irq::enable_and_halt();
+            ukarch::irq::disable();
             if ukarch::tsc::read() - began > ALIVE_TIMEOUT_CYCLES {
+                apic::timer::stop();
                 let missing = CPUS[1..count]
                     .iter()
                     .find(|s| s.online_tsc.load(Ordering::Acquire) == 0)
@@ -271,8 +284,8 @@ mod start {
                     first_missing_apic_id: missing,
                 });
             }
-            core::hint::spin_loop();
         }
+        apic::timer::stop();
         Ok(began)
     }
 
@@ -303,6 +316,8 @@ mod start {
         unsafe { apic::init_this_cpu() };
         CPUS[index].online_tsc.store(ukarch::tsc::read(), Ordering::Release);
         ALIVE.fetch_add(1, Ordering::AcqRel);
+        let boot_cpu = CPUS[0].apic_id.load(Ordering::Relaxed) as u32;
+        apic::ipi::send_vector(apic::ipi::Destination::Apic(boot_cpu), ukplat::irq::vector::WAKEUP);
         park(index)
     }
 }

@@ -1,0 +1,129 @@
+//! # smpbench — SMP benchmarks
+//!
+//! Run by `cargo xtask bench smp`, which boots it several times (release
+//! build) and prints medians. Every measurement is one line on the console,
+//!
+//! ```text
+//! bench: metric=NAME key=value ... cycles=N
+//! ```
+//!
+//! with `cycles` in TSC cycles (the host converts with the `tsc_hz` line).
+//! Measured here:
+//!
+//! * `ap_start`: per secondary CPU, TSC cycles from the first INIT the boot
+//!   CPU sent to that CPU reporting itself alive; `ap_start_total` is the
+//!   last one (all CPUs start in parallel);
+//! * `ipi_rtt`: IPI round trip between CPU 0 and CPU 1 — CPU 0 sends a
+//!   fixed IPI, CPU 1's handler answers with one, CPU 0's handler counts it
+//!   (median of `ipi_rounds` round trips, command-line option);
+//! * `call_rtt`: the same through `uksmp::run_on` (queue, IPI, run, done
+//!   flag), the cost of the library on top of the bare IPI.
+//!
+//! **Needs:** `uksmp`, `uktime`, `apic`, `ukconsole`.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use ukconsole::println;
+use ukplat::irq::{self, TrapFrame};
+
+/// The median of `samples` (sorted in place; the lower middle for even
+/// counts).
+pub fn median(samples: &mut [u64]) -> u64 {
+    samples.sort_unstable();
+    samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+}
+
+/// A `key=value` option from the command line, as a number.
+fn option(args: &[&str], key: &str, default: u64) -> u64 {
+    args.iter()
+        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+        .filter_map(|v| v.parse().ok())
+        .next_back()
+        .unwrap_or(default)
+}
+
+static PONG_TO: AtomicU32 = AtomicU32::new(0);
+static PONG_VECTOR: AtomicU32 = AtomicU32::new(0);
+static PONGS: AtomicU64 = AtomicU64::new(0);
+
+fn on_ping(_frame: &mut TrapFrame) {
+    irq::eoi();
+    let to = PONG_TO.load(Ordering::Relaxed);
+    let vector = PONG_VECTOR.load(Ordering::Relaxed) as u8;
+    apic::ipi::send_vector(apic::ipi::Destination::Apic(to), vector);
+}
+
+fn on_pong(_frame: &mut TrapFrame) {
+    irq::eoi();
+    PONGS.fetch_add(1, Ordering::Release);
+}
+
+fn ap_start() {
+    let topology = ukplat::cpu::topology();
+    let start = topology.bringup_start_tsc;
+    let mut last = 0;
+    for (cpu, desc) in topology.cpus.iter().enumerate().skip(1) {
+        let cycles = desc.online_tsc.saturating_sub(start);
+        last = last.max(cycles);
+        println!("bench: metric=ap_start cpu={cpu} cycles={cycles}");
+    }
+    if topology.cpus.len() > 1 {
+        println!("bench: metric=ap_start_total cpus={} cycles={last}", topology.cpus.len());
+    }
+}
+
+fn ipi_round_trip(rounds: u64) -> Result<(), irq::IrqError> {
+    let ping = irq::allocate(on_ping)?;
+    let pong = irq::allocate(on_pong)?;
+    PONG_TO.store(ukplat::cpu::this_apic_id(), Ordering::Relaxed);
+    PONG_VECTOR.store(u32::from(pong), Ordering::Relaxed);
+    let target = ukplat::cpu::local(1).apic_id();
+    let mut samples = Vec::with_capacity(rounds as usize);
+    for _ in 0..rounds {
+        let before = PONGS.load(Ordering::Acquire);
+        let t0 = ukarch::tsc::read_ordered();
+        apic::ipi::send_vector(apic::ipi::Destination::Apic(target), ping);
+        ukarch::irq::enable();
+        while PONGS.load(Ordering::Acquire) == before {
+            core::hint::spin_loop();
+        }
+        ukarch::irq::disable();
+        samples.push(ukarch::tsc::read_ordered() - t0);
+    }
+    irq::unregister(ping);
+    irq::unregister(pong);
+    println!("bench: metric=ipi_rtt samples={rounds} cycles={}", median(&mut samples));
+
+    let mut samples: Vec<u64> = (0..rounds)
+        .map(|_| {
+            let t0 = ukarch::tsc::read_ordered();
+            uksmp::run_on(1, || ());
+            ukarch::tsc::read_ordered() - t0
+        })
+        .collect();
+    println!("bench: metric=call_rtt samples={rounds} cycles={}", median(&mut samples));
+    Ok(())
+}
+
+/// Runs the benchmarks; see the crate documentation.
+pub fn main(args: &[&str]) -> i32 {
+    let cpus = uksmp::cpu_count();
+    println!(
+        "bench: metric=machine cpus={cpus} tsc_hz={} apic={} source={}",
+        uktime::tsc_hz(),
+        apic::mode().name(),
+        uktime::source().map_or("none", |s| s.name())
+    );
+    ap_start();
+    if cpus > 1 {
+        let rounds = option(args, "ipi_rounds", 1000);
+        if let Err(e) = ipi_round_trip(rounds) {
+            println!("smpbench: {e}");
+            return 1;
+        }
+    }
+    0
+}
