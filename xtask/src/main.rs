@@ -182,7 +182,7 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         eprintln!("xtask: QEMU waits for gdb: gdb {} -ex 'target remote :1234'", img.path.display());
     }
     let timeout = if args.gdb { None } else { Some(Duration::from_secs(args.timeout)) };
-    let result = qemu::run(qemu::command(&img.path, &vm), timeout, true)?;
+    let result = qemu::run_interactive(qemu::command(&img.path, &vm), timeout)?;
     if !result.qemu_stderr.trim().is_empty() {
         eprintln!("xtask: QEMU said:\n{}", result.qemu_stderr.trim_end());
     }

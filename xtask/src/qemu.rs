@@ -223,12 +223,57 @@ pub struct RunResult {
 
 /// Runs `cmd` with a timeout, capturing the serial console (QEMU's stdout);
 /// with `echo` the console is also copied to our stdout as it arrives.
-pub fn run(mut cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<RunResult> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+pub fn run(cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<RunResult> {
+    run_with_input(cmd, timeout, echo, None)
+}
+
+/// [`run`] with our own standard input connected to the serial console, so
+/// a person can type to the guest (`cargo xtask run`).
+pub fn run_interactive(mut cmd: Command, timeout: Option<Duration>) -> Result<RunResult> {
+    cmd.stdin(Stdio::inherit());
+    run_with_stdin(cmd, timeout, true, None, false)
+}
+
+/// What to type into the serial console, and when.
+#[derive(Clone, Copy, Debug)]
+pub struct Typing<'a> {
+    /// Type once the guest has printed this (as a person waits for a
+    /// prompt: bytes sent before the guest set its UART up are lost, since
+    /// enabling the UART's FIFOs clears them).
+    pub after: &'a str,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// [`run`], typing into the serial console (QEMU's standard input) once the
+/// guest printed the prompt.
+pub fn run_with_input(
+    cmd: Command,
+    timeout: Option<Duration>,
+    echo: bool,
+    input: Option<Typing<'_>>,
+) -> Result<RunResult> {
+    run_with_stdin(cmd, timeout, echo, input, true)
+}
+
+fn run_with_stdin(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+    echo: bool,
+    input: Option<Typing<'_>>,
+    set_stdin: bool,
+) -> Result<RunResult> {
+    if set_stdin {
+        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .context("starting qemu-system-x86_64 (is QEMU installed? apt-get install qemu-system-x86)")?;
+    // Kept open until QEMU exits: an early EOF is not what a terminal gives.
+    let mut stdin = child.stdin.take();
+    let mut pending = input;
     let serial = Arc::new(Mutex::new(Vec::new()));
     let mut stdout = child.stdout.take().context("qemu stdout")?;
     let sink = Arc::clone(&serial);
@@ -259,6 +304,18 @@ pub fn run(mut cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<Ru
         if let Some(status) = child.try_wait().context("waiting for qemu")? {
             break Some(status);
         }
+        if let (Some(typing), Some(pipe)) = (pending, stdin.as_mut()) {
+            let prompted = {
+                let serial = serial.lock().expect("serial buffer");
+                serial.windows(typing.after.len().max(1)).any(|w| w == typing.after.as_bytes())
+            };
+            if prompted {
+                use std::io::Write;
+                pipe.write_all(typing.bytes).context("writing to QEMU's standard input")?;
+                pipe.flush().context("writing to QEMU's standard input")?;
+                pending = None;
+            }
+        }
         if timeout.is_some_and(|t| start.elapsed() >= t) {
             let _ = child.kill();
             let _ = child.wait();
@@ -267,6 +324,7 @@ pub fn run(mut cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<Ru
         std::thread::sleep(Duration::from_millis(2));
     };
     let wall = start.elapsed();
+    drop(stdin);
     let _ = reader.join();
     let qemu_stderr = err_reader.join().unwrap_or_default();
     let serial = String::from_utf8_lossy(&serial.lock().expect("serial buffer")).into_owned();

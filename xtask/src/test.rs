@@ -86,6 +86,9 @@ struct GuestCheck {
     release: bool,
     expect: Expect,
     timeout: Option<Duration>,
+    /// Typed into the serial console after the guest printed a prompt:
+    /// (prompt, text).
+    input: Option<(&'static str, &'static str)>,
 }
 
 fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestCheck {
@@ -97,6 +100,7 @@ fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestC
         release: false,
         expect,
         timeout: None,
+        input: None,
     }
 }
 
@@ -252,6 +256,20 @@ fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
         let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
         checks.push(check(&format!("smp (tcg, {cpus} CPUs)"), "smp", &sets, tests(cpus, XAPIC)));
     }
+    checks.push(GuestCheck {
+        input: Some(("smp: type 1 line(s)", "typed-into-the-serial-port\n")),
+        ..check(
+            "smp: a line typed on the serial port arrives by IRQ 4 through the I/O APIC (tcg)",
+            "smp",
+            &["platform.cpus=2", "platform.accel=tcg", "platform.cmdline=echo=1"],
+            Expect {
+                status: Some(0),
+                serial: &["echo: typed-into-the-serial-port (interrupt-driven: vector 0x24, "],
+                uktest: true,
+                cpu_lines: Some(2),
+            },
+        )
+    });
     checks.push(check(
         "smp (tcg, q35, 2 CPUs)",
         "smp",
@@ -360,7 +378,8 @@ fn build_guest_check(ws: &Workspace, c: GuestCheck, tally: &mut Tally) -> Result
 fn run_guest_check(built: &Built, tally: &mut Tally, default_timeout: Duration) -> Result<()> {
     let Built { check: c, image: img, vm } = built;
     let timeout = c.timeout.unwrap_or(default_timeout);
-    let result = qemu::run(qemu::command(&img.path, vm), Some(timeout), false)?;
+    let input = c.input.map(|(after, text)| qemu::Typing { after, bytes: text.as_bytes() });
+    let result = qemu::run_with_input(qemu::command(&img.path, vm), Some(timeout), false, input)?;
     let mut problems = Vec::new();
     match (c.expect.status, &result.outcome) {
         (Some(want), Outcome::Status(got)) if want == *got => {}

@@ -9,6 +9,12 @@
 //! every CPU, the clock never going backwards across CPUs, and the APIC
 //! timer's rate on every CPU.
 //!
+//! With `echo=N` on the command line it first reads N lines from the
+//! console and prints each back as `echo: LINE`, with the vector and the
+//! number of receive interrupts that brought it: console input arrives by
+//! the serial port's IRQ, routed through the I/O APIC (`cargo xtask test`
+//! feeds a line into QEMU's standard input and checks the echo).
+//!
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
 //! KVM with 2, in both APIC modes where the machine has them.
 //!
@@ -57,5 +63,21 @@ pub fn main(args: &[&str]) -> i32 {
             r.cpu, r.apic_id, r.gs_base, since
         );
     }
-    uktest::main(args)
+    let echoes = args.iter().find_map(|a| a.strip_prefix("echo=")).and_then(|n| n.parse::<usize>().ok());
+    if let Some(n) = echoes {
+        println!("smp: type {n} line(s)");
+    }
+    for _ in 0..echoes.unwrap_or(0) {
+        let mut buf = [0u8; 128];
+        let line = ukconsole::read_line(&mut buf);
+        let line = core::str::from_utf8(line).unwrap_or("(not UTF-8)");
+        match ukconsole::input_vector() {
+            Some(vector) => println!(
+                "echo: {line} (interrupt-driven: vector {vector:#x}, {} receive interrupts)",
+                ukconsole::input_interrupts()
+            ),
+            None => println!("echo: {line} (polled)"),
+        }
+    }
+    uktest::main(&[])
 }

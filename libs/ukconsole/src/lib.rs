@@ -17,6 +17,10 @@
 //!   (init priority `ukboot::priority::CONSOLE`), printing each record as
 //!   `{log_prefix}[LEVEL] target: message`. Records more verbose than
 //!   `ukconsole.log_level` are discarded by the `log` macros themselves.
+//! * Input: [`read_byte`] and [`read_line`] over a buffer the device's
+//!   receive interrupt fills (the serial port's IRQ 4 routed through the
+//!   I/O APIC by the platform's interrupt controller; see `input.rs`), or by
+//!   polling the device when input is not interrupt-driven.
 //! * Observability for tests: [`bytes_written`] counts every byte handed to
 //!   the device, and [`set_tap`] mirrors the output into a function.
 //!
@@ -31,7 +35,8 @@
 //!
 //! **Config options:** `log_level` (`off`, `error`, `warn`, `info`, `debug`,
 //! `trace`; default `info`), `log_prefix` (string printed before every record;
-//! default empty).
+//! default empty), `input` (route the device's receive interrupt; default
+//! on).
 //!
 //! **Why these crates:** `log` is the facade every Rust library already logs
 //! through, so third-party crates' records reach the console without glue;
@@ -48,12 +53,14 @@
 mod buf;
 #[cfg(feature = "uktest")]
 mod guest_tests;
+mod input;
 mod logger;
 
 use core::fmt;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 pub use buf::{BufWriter, ChunkedWriter, write_fmt_chunked};
+pub use input::{input_dropped, input_interrupts, input_vector, read_byte, read_line};
 pub use logger::{ConsoleLogger, LOGGER, format_record, init_logger, level_filter};
 
 /// Size of the stack buffer the print macros format into; the device gets
@@ -240,6 +247,9 @@ macro_rules! eprintln {
 }
 
 ukboot::init!(ukboot::priority::CONSOLE, init_logger);
+// After the interrupt controller (PLATFORM) is up.
+#[cfg(target_os = "none")]
+ukboot::init!(ukboot::priority::LIBRARY, input::init_input);
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@
 use ukarch::regs::{inb, outb};
 
 const COM1: u16 = 0x3f8;
-const THR: u16 = 0; // transmit holding register (DLAB = 0)
+const THR: u16 = 0; // transmit holding register (DLAB = 0, write)
+const RBR: u16 = 0; // receive buffer register (DLAB = 0, read)
 const DLL: u16 = 0; // divisor latch low (DLAB = 1)
 const IER: u16 = 1; // interrupt enable (DLAB = 0)
 const DLM: u16 = 1; // divisor latch high (DLAB = 1)
@@ -16,6 +17,10 @@ const LCR: u16 = 3; // line control
 const MCR: u16 = 4; // modem control
 const LSR: u16 = 5; // line status
 const LSR_THR_EMPTY: u8 = 1 << 5;
+const LSR_DATA_READY: u8 = 1 << 0;
+const IER_RX_DATA: u8 = 1 << 0;
+/// COM1's ISA IRQ.
+const COM1_IRQ: u8 = 4;
 const FIFO_DEPTH: usize = 16;
 
 /// The boot CPU's serial console.
@@ -27,7 +32,8 @@ pub struct Serial16550 {
 pub static COM1_CONSOLE: Serial16550 = Serial16550 { base: COM1 };
 
 impl Serial16550 {
-    /// 115200 baud, 8N1, FIFOs on, interrupts off.
+    /// 115200 baud, 8N1, FIFOs on, interrupts off; DTR, RTS and OUT2 (the
+    /// PC's interrupt-line enable) set.
     pub fn init(&self) {
         // SAFETY: the platform owns COM1; these writes only configure the UART.
         unsafe {
@@ -37,7 +43,7 @@ impl Serial16550 {
             outb(self.base + DLM, 0x00);
             outb(self.base + LCR, 0x03);
             outb(self.base + FCR, 0xc7);
-            outb(self.base + MCR, 0x03);
+            outb(self.base + MCR, 0x0b);
         }
     }
 }
@@ -59,5 +65,21 @@ impl ukplat::console::ConsoleDevice for Serial16550 {
                 }
             }
         }
+    }
+
+    fn read_byte(&self) -> Option<u8> {
+        // SAFETY: reading LSR and RBR of the UART the platform owns; reading
+        // RBR consumes the byte, which is what the caller asks for.
+        unsafe { (inb(self.base + LSR) & LSR_DATA_READY != 0).then(|| inb(self.base + RBR)) }
+    }
+
+    fn input_irq(&self) -> Option<u8> {
+        Some(COM1_IRQ)
+    }
+
+    fn enable_input_interrupt(&self) {
+        // SAFETY: IER of the UART the platform owns: receive-data interrupt
+        // only (transmission is polled).
+        unsafe { outb(self.base + IER, IER_RX_DATA) };
     }
 }
