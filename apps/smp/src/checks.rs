@@ -165,3 +165,35 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
     Err(failure(format_args!("(cpu, ticks, expected) off by more than 5 % at {HZ} Hz: {worst:?}")))
 }
 uktest::test_case!(the_apic_timer_keeps_its_rate_on_every_cpu);
+
+static NMI_HITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// NMI (vector 2, on its IST stack) needs no end-of-interrupt.
+fn count_nmi(_frame: &mut TrapFrame) {
+    NMI_HITS[this_cpu()].fetch_add(1, Ordering::SeqCst);
+}
+
+fn an_nmi_reaches_each_other_cpu_exactly_once() -> TestResult {
+    const NMI_VECTOR: u8 = 2;
+    irq::register(NMI_VECTOR, count_nmi).map_err(|e| failure(format_args!("{e}")))?;
+    let n = uksmp::cpu_count();
+    let result = (|| {
+        for cpu in (0..n).filter(|&c| c != this_cpu()) {
+            let apic_id = ukplat::cpu::local(cpu).apic_id();
+            apic::ipi::send(apic::ipi::Destination::Apic(apic_id), apic::ipi::Delivery::Nmi);
+            let end = uktime::now() + Duration::from_secs(2);
+            while NMI_HITS[cpu].load(Ordering::SeqCst) == 0 && uktime::now() < end {
+                ukarch::barrier::spin_hint();
+            }
+        }
+        uktime::busy_wait(Duration::from_millis(10));
+        for cpu in 0..n {
+            let expect = u64::from(cpu != this_cpu());
+            ut_assert_eq!(NMI_HITS[cpu].load(Ordering::SeqCst), expect, "NMIs on CPU {}", cpu);
+        }
+        Ok(())
+    })();
+    irq::unregister(NMI_VECTOR);
+    result
+}
+uktest::test_case!(an_nmi_reaches_each_other_cpu_exactly_once);
