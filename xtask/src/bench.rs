@@ -181,9 +181,43 @@ pub fn bench_lines(serial: &str) -> Vec<BenchLine> {
         .collect()
 }
 
+/// One value of a measurement over several boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// The value's key (`cycles`, `ops`, ...).
+    pub key: String,
+    /// Median over the boots.
+    pub median: u64,
+    /// Smallest.
+    pub min: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// One measurement aggregated over several boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The metric and its identifying keys.
+    pub identity: Vec<(String, String)>,
+    /// Its values.
+    pub stats: Vec<Stat>,
+}
+
+impl Row {
+    /// An identifying key's value.
+    pub fn id(&self, key: &str) -> Option<&str> {
+        self.identity.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A value's statistics.
+    pub fn stat(&self, key: &str) -> Option<&Stat> {
+        self.stats.iter().find(|s| s.key == key)
+    }
+}
+
 /// Medians per identity and value key over several boots' lines, in the
 /// order identities first appeared.
-pub fn aggregate(boots: &[Vec<BenchLine>]) -> Vec<(Vec<(String, String)>, Vec<(String, u64, u64, u64)>)> {
+pub fn aggregate(boots: &[Vec<BenchLine>]) -> Vec<Row> {
     let mut order: Vec<Vec<(String, String)>> = Vec::new();
     for line in boots.iter().flatten() {
         if !order.contains(&line.identity) {
@@ -202,18 +236,21 @@ pub fn aggregate(boots: &[Vec<BenchLine>]) -> Vec<(Vec<(String, String)>, Vec<(S
             }
             let stats = keys
                 .into_iter()
-                .map(|k| {
+                .map(|key| {
                     let samples: Vec<u64> = lines
                         .iter()
-                        .filter_map(|l| l.values.iter().find(|(key, _)| key == k))
+                        .filter_map(|l| l.values.iter().find(|(k, _)| k == key))
                         .map(|(_, v)| *v)
                         .collect();
-                    let min = samples.iter().copied().min().unwrap_or(0);
-                    let max = samples.iter().copied().max().unwrap_or(0);
-                    (k.to_string(), median(&samples), min, max)
+                    Stat {
+                        key: key.to_string(),
+                        median: median(&samples),
+                        min: samples.iter().copied().min().unwrap_or(0),
+                        max: samples.iter().copied().max().unwrap_or(0),
+                    }
                 })
                 .collect();
-            (identity, stats)
+            Row { identity, stats }
         })
         .collect()
 }
@@ -262,9 +299,9 @@ fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: 
         let rows = aggregate(&boots);
         let tsc_hz = rows
             .iter()
-            .find(|(id, _)| id.first().is_some_and(|(k, v)| k == "metric" && v == "machine"))
-            .and_then(|(_, stats)| stats.iter().find(|(k, ..)| k == "tsc_hz"))
-            .map(|&(_, median, ..)| median)
+            .find(|r| r.id("metric") == Some("machine"))
+            .and_then(|r| r.stat("tsc_hz"))
+            .map(|s| s.median)
             .context("smpbench printed no machine line")?;
         println!();
         println!(
@@ -282,32 +319,67 @@ fn ns(cycles: u64, tsc_hz: u64) -> f64 {
     cycles as f64 * 1e9 / tsc_hz as f64
 }
 
-fn print_smp_table(rows: &[(Vec<(String, String)>, Vec<(String, u64, u64, u64)>)], tsc_hz: u64) {
-    let get = |id: &[(String, String)], k: &str| id.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    for (identity, stats) in rows {
-        let metric = get(identity, "metric").unwrap_or_default();
-        let value =
-            |k: &str| stats.iter().find(|(key, ..)| key == k).map(|&(_, med, min, max)| (med, min, max));
-        match metric.as_str() {
-            "machine" => println!(
-                "  machine: local APIC in {} mode, TSC calibrated from {}",
-                get(identity, "apic").unwrap_or_default(),
-                get(identity, "source").unwrap_or_default()
-            ),
-            "ap_start" | "ap_start_total" | "ipi_rtt" | "call_rtt" => {
-                let label = match metric.as_str() {
-                    "ap_start" => format!("AP start, CPU {}", get(identity, "cpu").unwrap_or_default()),
-                    "ap_start_total" => {
-                        format!("AP start, all {} CPUs (parallel)", get(identity, "cpus").unwrap_or_default())
-                    }
-                    "ipi_rtt" => "IPI round trip CPU 0 <-> CPU 1".to_string(),
-                    _ => "uksmp::run_on round trip CPU 0 -> CPU 1".to_string(),
-                };
-                if let Some((med, min, max)) = value("cycles") {
-                    println!("  {label:<44} {med:>12} cyc {:>12.0} ns   [{min}..{max}] cyc", ns(med, tsc_hz));
-                }
+fn print_smp_table(rows: &[Row], tsc_hz: u64) {
+    for row in rows {
+        let metric = row.id("metric").unwrap_or_default();
+        let label = match metric {
+            "machine" => {
+                println!(
+                    "  machine: local APIC in {} mode, TSC calibrated from {}",
+                    row.id("apic").unwrap_or_default(),
+                    row.id("source").unwrap_or_default()
+                );
+                continue;
             }
-            _ => println!("  {identity:?}: {stats:?}"),
+            "ap_start" => format!("AP start, CPU {}", row.id("cpu").unwrap_or_default()),
+            "ap_start_total" => {
+                format!("AP start, all {} CPUs (parallel)", row.id("cpus").unwrap_or_default())
+            }
+            "ipi_rtt" => "IPI round trip CPU 0 <-> CPU 1".to_string(),
+            "call_rtt" => "uksmp::run_on round trip CPU 0 -> CPU 1".to_string(),
+            _ => continue,
+        };
+        if let Some(s) = row.stat("cycles") {
+            println!(
+                "  {label:<44} {:>12} cyc {:>12.0} ns   [{}..{}] cyc",
+                s.median,
+                ns(s.median, tsc_hz),
+                s.min,
+                s.max
+            );
+        }
+    }
+    for (metric, title) in [
+        ("lock", "spinlocks: acquire + one increment + release, every participating CPU in a loop"),
+        ("rwlock_read", "reader-writer lock, every participating CPU read-locking"),
+    ] {
+        let lock_rows: Vec<&Row> = rows.iter().filter(|r| r.id("metric") == Some(metric)).collect();
+        if lock_rows.is_empty() {
+            continue;
+        }
+        println!();
+        println!("  {title}:");
+        println!(
+            "  {:<18} {:>4} {:>14} {:>14} {:>12}   {:>22}",
+            "kind", "CPUs", "Macq/s (all)", "cyc/acq (all)", "ns/acq", "fairness min/max per CPU"
+        );
+        for row in lock_rows {
+            let (Some(ops), Some(window)) = (row.stat("ops"), row.stat("window")) else { continue };
+            let (min, max) =
+                (row.stat("min").map_or(0, |s| s.median), row.stat("max").map_or(0, |s| s.median));
+            let seconds = window.median as f64 / tsc_hz as f64;
+            let per_acq = window.median as f64 / ops.median.max(1) as f64;
+            println!(
+                "  {:<18} {:>4} {:>14.2} {:>14.1} {:>12.1}   {:>10} / {:<10} {:>5.2}",
+                row.id("kind").unwrap_or_default(),
+                row.id("cpus").unwrap_or_default(),
+                ops.median as f64 / seconds / 1e6,
+                per_acq,
+                ns(1, tsc_hz) * per_acq,
+                min,
+                max,
+                min as f64 / max.max(1) as f64
+            );
         }
     }
 }
@@ -338,8 +410,9 @@ mod tests {
         );
         let rows = aggregate(&boots);
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].1, [("cycles".to_string(), 3, 1, 5)]);
-        assert_eq!(rows[1].1, [("cycles".to_string(), 30, 10, 50)]);
+        assert_eq!(rows[0].stat("cycles"), Some(&Stat { key: "cycles".into(), median: 3, min: 1, max: 5 }));
+        assert_eq!(rows[1].stat("cycles").map(|s| (s.median, s.min, s.max)), Some((30, 10, 50)));
+        assert_eq!(rows[1].id("cpu"), Some("1"));
     }
 
     #[test]

@@ -533,6 +533,31 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
         &format!("(mode, x2apic_write linked, xapic_write linked): {linked:?}"),
     );
 
+    // uklock.spinlock decides which algorithm is behind `SpinLock`: the
+    // selector links exactly one marker named after it (the tests app also
+    // names every kind explicitly in uklock's own tests, so all three
+    // algorithms' code is present there).
+    let mut markers = Vec::new();
+    for kind in ["tas", "ticket", "mcs"] {
+        let resolved = ws.resolve("tests", None, &[format!("uklock.spinlock={kind}")])?;
+        let img = image::build(
+            ws,
+            &resolved,
+            &BuildOptions { name: Some(format!("tests-linking-{kind}")), quiet: true, ..Default::default() },
+        )?;
+        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+        let linked: Vec<&str> = ["tas", "ticket", "mcs"]
+            .into_iter()
+            .filter(|k| syms.iter().any(|s| s.contains(&format!("uklock_configured_spinlock_is_{k}"))))
+            .collect();
+        markers.push((kind, linked));
+    }
+    tally.add(
+        "config: uklock.spinlock=tas / ticket / mcs links that kind behind SpinLock",
+        markers.iter().all(|(kind, linked)| linked == &[*kind]),
+        &format!("(configured, selector markers linked): {markers:?}"),
+    );
+
     let without_console =
         base.replace("[libraries.ukconsole]", "# no ukconsole").replace("log_level = \"info\"", "");
     let path = dir.join("helloworld-without-ukconsole.toml");
@@ -560,9 +585,20 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
 /// Runs cargo with `args` in `root` under `timeout`; returns whether it
 /// succeeded and its output (stderr, then stdout).
 fn run_cargo(root: &Path, args: &[&str], timeout: Duration) -> Result<(bool, String)> {
+    run_cargo_with_env(root, args, &[], timeout)
+}
+
+/// [`run_cargo`] with extra environment variables.
+fn run_cargo_with_env(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<(bool, String)> {
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(root)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -659,6 +695,28 @@ fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
         if !ok {
             tally.log.push_str(&output);
         }
+    }
+    // The loom model checks of the lock algorithms: a build of their own
+    // (`--cfg loom` swaps the atomics), in its own target directory so it
+    // does not invalidate the normal one.
+    let loom_env = [
+        ("RUSTFLAGS", "--cfg loom".to_string()),
+        ("CARGO_TARGET_DIR", root.join("target").join("loom").display().to_string()),
+    ];
+    let (ok, output) = run_cargo_with_env(
+        root,
+        &["test", "-p", "uklock", "--release", "--test", "loom", "--color", "never"],
+        &loom_env,
+        minutes(15),
+    )?;
+    let (passed, failed) = count_cargo_tests(&output);
+    tally.add(
+        "loom: uklock models (ticket, MCS, TAS, rwlock)",
+        ok && failed == 0 && passed > 0,
+        &format!("{passed} models passed, {failed} failed"),
+    );
+    if !ok || failed > 0 {
+        tally.log.push_str(&output);
     }
     Ok(tally)
 }

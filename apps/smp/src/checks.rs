@@ -79,9 +79,9 @@ fn an_ipi_reaches_each_cpu_exactly_once() -> TestResult {
         ukarch::irq::disable();
         ut_assert_eq!(own, 1);
         uktime::busy_wait(Duration::from_millis(10));
-        for cpu in 0..n {
+        for (cpu, hits) in IPI_HITS.iter().enumerate().take(n) {
             let expect = if cpu == this_cpu() { 1 } else { 2 };
-            ut_assert_eq!(IPI_HITS[cpu].load(Ordering::SeqCst), expect, "CPU {} after all IPIs", cpu);
+            ut_assert_eq!(hits.load(Ordering::SeqCst), expect, "CPU {} after all IPIs", cpu);
         }
         Ok(())
     })();
@@ -187,9 +187,9 @@ fn an_nmi_reaches_each_other_cpu_exactly_once() -> TestResult {
             }
         }
         uktime::busy_wait(Duration::from_millis(10));
-        for cpu in 0..n {
+        for (cpu, hits) in NMI_HITS.iter().enumerate().take(n) {
             let expect = u64::from(cpu != this_cpu());
-            ut_assert_eq!(NMI_HITS[cpu].load(Ordering::SeqCst), expect, "NMIs on CPU {}", cpu);
+            ut_assert_eq!(hits.load(Ordering::SeqCst), expect, "NMIs on CPU {}", cpu);
         }
         Ok(())
     })();

@@ -5,9 +5,12 @@
 //! address of its per-CPU header (its GS base) and when it came online
 //! during bring-up. Then it runs every registered in-guest test through
 //! `uktest`: the libraries' own (`apic`, `uktime`, `uksmp`, ...) and this
-//! app's multi-CPU checks (`checks.rs`): IPIs delivered exactly once to
-//! every CPU, the clock never going backwards across CPUs, and the APIC
-//! timer's rate on every CPU.
+//! app's multi-CPU checks: IPIs and NMIs delivered exactly once to every
+//! CPU, the clock never going backwards across CPUs, and the APIC timer's
+//! rate on every CPU (`checks.rs`); every spinlock kind counting exactly
+//! with all CPUs contending, the irqsave locks shared with a real interrupt
+//! handler, and the reader-writer lock's readers never seeing half a write
+//! (`locks.rs`).
 //!
 //! With `echo=N` on the command line it first reads N lines from the
 //! console and prints each back as `echo: LINE`, with the vector and the
@@ -18,12 +21,14 @@
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
 //! KVM with 2, in both APIC modes where the machine has them.
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `uktest`, `ukconsole`, `ukplat`.
+//! **Needs:** `uksmp`, `uktime`, `apic`, `uklock` (and `lock_api` for the
+//! lock types generic over their raw lock), `uktest`, `ukconsole`, `ukplat`.
 #![no_std]
 
 extern crate alloc;
 
 mod checks;
+mod locks;
 
 use ukconsole::println;
 

@@ -17,15 +17,27 @@
 //!   fixed IPI, CPU 1's handler answers with one, CPU 0's handler counts it
 //!   (median of `ipi_rounds` round trips, command-line option);
 //! * `call_rtt`: the same through `uksmp::run_on` (queue, IPI, run, done
-//!   flag), the cost of the library on top of the bare IPI.
+//!   flag), the cost of the library on top of the bare IPI;
+//! * `lock`: for every spinlock kind (`tas`, `ticket`, `mcs`, and the
+//!   configured one as `spinlock`) and two baselines measured in the same
+//!   boot — the `spin` crate's mutex (`spin-crate`) and a bare atomic
+//!   increment of one shared line (`atomic`, the floor every lock pays) —
+//!   with 1..N CPUs taking the lock in a loop for `lock_ms` milliseconds
+//!   (critical section: one increment): total acquisitions (`ops`), the
+//!   window in cycles, and the fewest and most acquisitions of one CPU
+//!   (`min`, `max`: the fairness figure);
+//! * `rwlock_read`: the same with every CPU read-locking `uklock`'s
+//!   reader-writer lock (`rwlock`), against the `spin` crate's (`spin-rwlock`)
+//!   and an exclusive ticket lock on the same data (`ticket-exclusive`).
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `ukconsole`.
+//! **Needs:** `uksmp`, `uktime`, `apic`, `uklock`, `lock_api`, `spin`
+//! (baselines), `ukconsole`.
 #![no_std]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ukconsole::println;
 use ukplat::irq::{self, TrapFrame};
 
@@ -108,6 +120,118 @@ fn ipi_round_trip(rounds: u64) -> Result<(), irq::IrqError> {
     Ok(())
 }
 
+/// Something every CPU does in a loop: one acquisition, a one-increment
+/// critical section, one release.
+trait Contended: Sync {
+    fn once(&self);
+}
+
+impl<R: lock_api::RawMutex + Sync> Contended for lock_api::Mutex<R, u64> {
+    #[inline(always)]
+    fn once(&self) {
+        *self.lock() += 1;
+    }
+}
+
+/// Baseline: the `spin` crate's mutex (test-and-set).
+impl Contended for spin::mutex::SpinMutex<u64> {
+    #[inline(always)]
+    fn once(&self) {
+        *self.lock() += 1;
+    }
+}
+
+/// Baseline: read-locking the `spin` crate's reader-writer lock.
+impl Contended for spin::RwLock<u64> {
+    #[inline(always)]
+    fn once(&self) {
+        core::hint::black_box(*self.read());
+    }
+}
+
+/// The floor: one atomic increment of a shared line, no lock.
+struct Atomic(AtomicU64);
+
+impl Contended for Atomic {
+    #[inline(always)]
+    fn once(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Read-locking a reader-writer lock.
+struct ReadLocked<'a, R: lock_api::RawRwLock>(&'a lock_api::RwLock<R, u64>);
+
+impl<R: lock_api::RawRwLock + Sync> Contended for ReadLocked<'_, R> {
+    #[inline(always)]
+    fn once(&self) {
+        core::hint::black_box(*self.0.read());
+    }
+}
+
+/// Runs `work` on CPUs 0..cpus for `window` TSC cycles, all starting
+/// together; returns each participant's iterations.
+fn contend(work: &dyn Contended, cpus: usize, window: u64) -> Vec<u64> {
+    let arrived = AtomicUsize::new(0);
+    let per_cpu = uksmp::run_on_all(|cpu| {
+        if cpu >= cpus {
+            return None;
+        }
+        arrived.fetch_add(1, Ordering::AcqRel);
+        while arrived.load(Ordering::Acquire) < cpus {
+            core::hint::spin_loop();
+        }
+        let end = ukarch::tsc::read() + window;
+        let mut ops = 0u64;
+        while ukarch::tsc::read() < end {
+            for _ in 0..16 {
+                work.once();
+            }
+            ops += 16;
+        }
+        Some(ops)
+    });
+    per_cpu.into_iter().flatten().collect()
+}
+
+fn report(metric: &str, kind: &str, cpus: usize, window: u64, ops: &[u64]) {
+    println!(
+        "bench: metric={metric} kind={kind} cpus={cpus} ops={} window={window} min={} max={}",
+        ops.iter().sum::<u64>(),
+        ops.iter().copied().min().unwrap_or(0),
+        ops.iter().copied().max().unwrap_or(0)
+    );
+}
+
+fn locks(window: u64) {
+    static TAS: lock_api::Mutex<uklock::RawTasLock, u64> = lock_api::Mutex::new(0);
+    static TICKET: lock_api::Mutex<uklock::RawTicketLock, u64> = lock_api::Mutex::new(0);
+    static MCS: lock_api::Mutex<uklock::RawMcsLock, u64> = lock_api::Mutex::new(0);
+    static CONFIGURED: uklock::SpinLock<u64> = uklock::SpinLock::new(0);
+    static SPIN_CRATE: spin::mutex::SpinMutex<u64> = spin::mutex::SpinMutex::new(0);
+    static ATOMIC: Atomic = Atomic(AtomicU64::new(0));
+    static RW: uklock::RwSpinLock<u64> = uklock::RwSpinLock::new(0);
+    static SPIN_RW: spin::RwLock<u64> = spin::RwLock::new(0);
+    let kinds: [(&str, &dyn Contended); 6] = [
+        ("tas", &TAS),
+        ("ticket", &TICKET),
+        ("mcs", &MCS),
+        ("spinlock", &CONFIGURED),
+        ("spin-crate", &SPIN_CRATE),
+        ("atomic", &ATOMIC),
+    ];
+    for cpus in 1..=uksmp::cpu_count() {
+        for (kind, work) in kinds {
+            report("lock", kind, cpus, window, &contend(work, cpus, window));
+        }
+        let readers: [(&str, &dyn Contended); 3] =
+            [("rwlock", &ReadLocked(&RW)), ("spin-rwlock", &SPIN_RW), ("ticket-exclusive", &TICKET)];
+        for (kind, work) in readers {
+            report("rwlock_read", kind, cpus, window, &contend(work, cpus, window));
+        }
+    }
+}
+
 /// Runs the benchmarks; see the crate documentation.
 pub fn main(args: &[&str]) -> i32 {
     let cpus = uksmp::cpu_count();
@@ -125,5 +249,7 @@ pub fn main(args: &[&str]) -> i32 {
             return 1;
         }
     }
+    let lock_ms = option(args, "lock_ms", 20);
+    locks(uktime::ns_to_cycles(lock_ms * 1_000_000));
     0
 }

@@ -36,6 +36,7 @@ pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 /// APIC timer count (at divide-by-16) of the boot CPU's tick while it
 /// waits for the APs: ~1 ms at QEMU's 1 GHz APIC clock; the exact period
 /// does not matter, it only bounds each halt so the timeout is seen.
+#[cfg_attr(not(target_os = "none"), allow(dead_code, reason = "guest-only bring-up"))]
 const WAIT_TICK_COUNT: u32 = 62_500;
 /// TSC cycles the boot CPU waits for the APs to report alive: ~6 s at
 /// 2.6 GHz, far beyond the milliseconds bring-up takes even under TCG with
