@@ -271,6 +271,17 @@ fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
         )
     });
     checks.push(check(
+        "smp: #UD on CPU 2 is reported as CPU 2's (tcg)",
+        "smp",
+        &["platform.cpus=4", "platform.accel=tcg", "platform.cmdline=ud-on-cpu=2"],
+        Expect {
+            status: Some(EXCEPTION),
+            serial: &["*** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 2 (APIC id 2)", "RIP: 0x"],
+            uktest: false,
+            cpu_lines: Some(4),
+        },
+    ));
+    checks.push(check(
         "smp (tcg, q35, 2 CPUs)",
         "smp",
         &["platform.cpus=2", "platform.accel=tcg", "platform.machine=q35"],

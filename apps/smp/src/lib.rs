@@ -18,6 +18,10 @@
 //! the serial port's IRQ, routed through the I/O APIC (`cargo xtask test`
 //! feeds a line into QEMU's standard input and checks the echo).
 //!
+//! With `ud-on-cpu=N` it instead makes CPU N execute `ud2` (through a
+//! cross-CPU call): the machine must stop with the exception report of CPU
+//! N — its own per-CPU header and APIC id — and status 111.
+//!
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
 //! KVM with 2, in both APIC modes where the machine has them.
 //!
@@ -67,6 +71,17 @@ pub fn main(args: &[&str]) -> i32 {
             "cpu {}: APIC id {}, per-CPU header at {:#x}, online {} us after bring-up began",
             r.cpu, r.apic_id, r.gs_base, since
         );
+    }
+    if let Some(cpu) = args.iter().find_map(|a| a.strip_prefix("ud-on-cpu=")).and_then(|n| n.parse().ok()) {
+        println!("smp: CPU {cpu} executes ud2");
+        uksmp::run_on_nowait(cpu, || {
+            // SAFETY: `ud2` raises #UD on purpose; the exception report ends
+            // the run.
+            unsafe { core::arch::asm!("ud2", options(nomem, nostack)) }
+        });
+        loop {
+            ukarch::barrier::spin_hint();
+        }
     }
     let echoes = args.iter().find_map(|a| a.strip_prefix("echo=")).and_then(|n| n.parse::<usize>().ok());
     if let Some(n) = echoes {

@@ -180,7 +180,14 @@ pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     ukarch::irq::disable();
     let mut out = ukplat::console::Writer;
-    let _ = write!(out, "\n*** PANIC on CPU {}", ukplat::cpu::this_cpu());
+    match ukplat::cpu::try_this_cpu() {
+        Some(cpu) => {
+            let _ = write!(out, "\n*** PANIC on CPU {cpu}");
+        }
+        None => {
+            let _ = write!(out, "\n*** PANIC on a CPU not set up yet");
+        }
+    }
     if let Some(location) = info.location() {
         let _ = write!(out, " at {}:{}:{}", location.file(), location.line(), location.column());
     }

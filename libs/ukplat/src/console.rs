@@ -32,12 +32,7 @@ static DEVICE: spin::Once<&'static dyn ConsoleDevice> = spin::Once::new();
 /// Registers the console device. The first registration wins; later calls
 /// are ignored and return `false`.
 pub fn register(device: &'static dyn ConsoleDevice) -> bool {
-    let mut first = false;
-    DEVICE.call_once(|| {
-        first = true;
-        device
-    });
-    first
+    crate::register_once(&DEVICE, device)
 }
 
 /// Writes bytes to the registered console; a no-op before registration.

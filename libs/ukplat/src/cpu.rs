@@ -177,6 +177,23 @@ pub fn this_cpu() -> CpuIndex {
     host::this_cpu()
 }
 
+/// The index of the CPU running this code, or `None` when its GS base does
+/// not point at a per-CPU header yet (a report from the first instructions
+/// of a CPU). Reads the GS base MSR (a VM exit under a hypervisor): for
+/// panic and exception reports, not hot paths.
+pub fn try_this_cpu() -> Option<CpuIndex> {
+    #[cfg(target_os = "none")]
+    {
+        let base = ukarch::regs::gs_base() as usize;
+        let first = LOCALS.as_ptr() as usize;
+        let offset = base.checked_sub(first)?;
+        (offset % size_of::<CpuLocal>() == 0 && offset / size_of::<CpuLocal>() < MAX_CPUS)
+            .then(|| offset / size_of::<CpuLocal>())
+    }
+    #[cfg(not(target_os = "none"))]
+    Some(host::this_cpu())
+}
+
 /// The local APIC id of the CPU running this code.
 #[inline(always)]
 pub fn this_apic_id() -> u32 {

@@ -152,12 +152,7 @@ static CONTROLLER: spin::Once<&'static dyn InterruptController> = spin::Once::ne
 /// Registers the interrupt controller (the first registration wins; returns
 /// whether this one did).
 pub fn register_controller(controller: &'static dyn InterruptController) -> bool {
-    let mut first = false;
-    CONTROLLER.call_once(|| {
-        first = true;
-        controller
-    });
-    first
+    crate::register_once(&CONTROLLER, controller)
 }
 
 /// The registered interrupt controller.

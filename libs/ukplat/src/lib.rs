@@ -49,6 +49,17 @@ pub mod irq;
 
 pub use boot::{BootInfo, MemoryKind, MemoryRegion, PhysRange, PmTimer, boot_info};
 
+/// Stores `value` in `cell` unless something is there already (the first
+/// registration wins); returns whether this call stored it.
+fn register_once<T>(cell: &spin::Once<T>, value: T) -> bool {
+    let mut first = false;
+    cell.call_once(|| {
+        first = true;
+        value
+    });
+    first
+}
+
 #[cfg(target_os = "none")]
 unsafe extern "Rust" {
     /// Defined exactly once per image by `ukboot::image_main!` in the image's

@@ -43,32 +43,8 @@ ap_start32:
     movw %ax, %es
     movw %ax, %ss
 
-    /* MTRRs: write-back by default, as on the boot CPU (boot.S explains). */
-    movl $0x2ff, %ecx
-    rdmsr
-    andl $~0xcff, %eax
-    orl $((1 << 11) | 6), %eax
-    wrmsr
-
-    /* CR4: PAE, OSFXSR, OSXMMEXCPT */
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
-    movl %eax, %cr4
-
     movl (ap_param_cr3 - ap_trampoline_start + AP_TRAMPOLINE_BASE), %eax
-    movl %eax, %cr3
-
-    /* EFER: LME, NXE */
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 8) | (1 << 11)), %eax
-    wrmsr
-
-    /* CR0: PG, WP, NE, MP, PE; clear EM and TS */
-    movl %cr0, %eax
-    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
-    andl $~((1 << 2) | (1 << 3)), %eax
-    movl %eax, %cr0
+    ENTER_LONG_MODE                 /* long_mode.S */
 
     ljmpl $0x18, $((ap_start64 - ap_trampoline_start + AP_TRAMPOLINE_BASE))
 
@@ -125,3 +101,5 @@ ap_param_entry:
     .globl ap_trampoline_end
 ap_trampoline_end:
     .popsection
+
+.purgem ENTER_LONG_MODE

@@ -103,40 +103,8 @@ pvh_start32:
     movl %edx, kvm_boot_tsc + 4
     movl %ebx, kvm_start_info_paddr
 
-    /*
-     * MTRRs: nothing has programmed them (no firmware runs before a PVH
-     * entry), and the reset value of IA32_MTRR_DEF_TYPE makes all memory
-     * uncacheable -- under this project's nested KVM the guest's memory
-     * types are honoured, and boot took ~30 ms of UC memory accesses.
-     * Enable MTRRs with write-back as the default type; device ranges are
-     * made uncached by the page tables (PCD|PWT -> PAT entry 3 = UC).
-     * Every CPU that QEMU models has MTRRs.
-     */
-    movl $0x2ff, %ecx               /* IA32_MTRR_DEF_TYPE */
-    rdmsr
-    andl $~0xcff, %eax
-    orl $((1 << 11) | 6), %eax      /* E = 1, FE = 0, type = WB */
-    wrmsr
-
-    /* CR4: PAE, OSFXSR, OSXMMEXCPT */
-    movl %cr4, %eax
-    orl $((1 << 5) | (1 << 9) | (1 << 10)), %eax
-    movl %eax, %cr4
-
     movl $kvm_boot_pml4, %eax
-    movl %eax, %cr3
-
-    /* EFER: LME, NXE */
-    movl $0xC0000080, %ecx
-    rdmsr
-    orl $((1 << 8) | (1 << 11)), %eax
-    wrmsr
-
-    /* CR0: PG, WP, NE, MP, PE; clear EM and TS */
-    movl %cr0, %eax
-    orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
-    andl $~((1 << 2) | (1 << 3)), %eax
-    movl %eax, %cr0
+    ENTER_LONG_MODE                 /* long_mode.S */
 
     lgdt boot_gdt_ptr
     ljmp $0x08, $pvh_start64
@@ -213,3 +181,5 @@ pvh_start64:
 4:  cli
     hlt
     jmp 4b
+
+.purgem ENTER_LONG_MODE

@@ -6,7 +6,7 @@
 //!
 //! | piece | file |
 //! |---|---|
-//! | PVH note, 32-bit entry, boot page tables, long mode | `boot.S` |
+//! | PVH note, 32-bit entry, boot page tables, long mode | `boot.S`, `long_mode.S` (shared with the trampoline) |
 //! | memory layout (load at 1 MiB, PT_NOTE for the entry) | `link.ld` |
 //! | `hvm_start_info` → [`ukplat::BootInfo`] | [`pvh`] |
 //! | ACPI: MADT (CPUs, I/O APICs, overrides), FADT (PM timer) | [`acpi`] |
@@ -43,7 +43,10 @@ pub mod shutdown;
 pub mod smp;
 mod trap;
 
-core::arch::global_asm!(include_str!("ap_trampoline.S"), options(att_syntax));
+core::arch::global_asm!(
+    concat!(include_str!("long_mode.S"), include_str!("ap_trampoline.S")),
+    options(att_syntax)
+);
 
 #[cfg(target_os = "none")]
 mod entry {
@@ -52,7 +55,10 @@ mod entry {
     use ukplat::PhysRange;
     use ukplat::cpu::{CpuDesc, MAX_CPUS, Topology};
 
-    core::arch::global_asm!(include_str!("boot.S"), options(att_syntax));
+    core::arch::global_asm!(
+        concat!(include_str!("long_mode.S"), include_str!("boot.S")),
+        options(att_syntax)
+    );
 
     unsafe extern "C" {
         static kvm_boot_tsc: u64;

@@ -223,11 +223,17 @@ struct ReportingCpu(AtomicUsize);
 
 impl ReportingCpu {
     fn claim(&self) {
-        self.0.store(ukplat::cpu::this_cpu() + 1, Ordering::Release);
+        self.0.store(Self::me(), Ordering::Release);
     }
 
     fn is_this_cpu(&self) -> bool {
-        self.0.load(Ordering::Acquire) == ukplat::cpu::this_cpu() + 1
+        self.0.load(Ordering::Acquire) == Self::me()
+    }
+
+    /// This CPU as stored: its index + 1, or `usize::MAX` before its
+    /// per-CPU header exists.
+    fn me() -> usize {
+        ukplat::cpu::try_this_cpu().map_or(usize::MAX, |cpu| cpu + 1)
     }
 }
 
@@ -248,8 +254,12 @@ fn fatal(frame: &TrapFrame) -> ! {
                 cr3: ukarch::regs::cr3(),
                 cr4: ukarch::regs::cr4(),
             };
-            let cpu = ukplat::cpu::this_cpu();
-            let apic_id = ukplat::cpu::this_apic_id();
+            // The per-CPU header may not be set up yet (a fault in the
+            // first instructions of a CPU): then say what CPUID says.
+            let (cpu, apic_id) = match ukplat::cpu::try_this_cpu() {
+                Some(cpu) => (cpu, ukplat::cpu::local(cpu).apic_id()),
+                None => (usize::MAX, ukarch::cpu::apic_id()),
+            };
             let _ = write_report(&mut ukplat::console::Writer, frame, cpu, apic_id, &regs);
             let mut frames = [0u64; MAX_BACKTRACE];
             // SAFETY: `read_stack_word` is only called on addresses that
@@ -475,6 +485,8 @@ pub struct ControlRegs {
 }
 
 /// Writes the report (everything but the backtrace) for an unhandled trap.
+/// `cpu` is the CPU index (`usize::MAX`: not known yet, before the CPU's
+/// per-CPU header exists).
 pub fn write_report(
     w: &mut impl Write,
     frame: &TrapFrame,
@@ -489,7 +501,11 @@ pub fn write_report(
     } else {
         write!(w, "*** UNHANDLED INTERRUPT (vector {vector}, {description})")?;
     }
-    writeln!(w, " on CPU {cpu} (APIC id {apic_id})")?;
+    if cpu == usize::MAX {
+        writeln!(w, " on a CPU not set up yet (APIC id {apic_id})")?;
+    } else {
+        writeln!(w, " on CPU {cpu} (APIC id {apic_id})")?;
+    }
     write!(w, "error code: {:#x}", frame.error_code)?;
     if has_selector_error(vector) && frame.error_code != 0 {
         write!(w, " (selector error: {})", SelectorError(frame.error_code))?;
@@ -767,6 +783,12 @@ CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020
         let mut out = String::new();
         write_report(&mut out, &sample_frame(13, 0), 0, 0, &ControlRegs::default()).unwrap();
         assert!(out.contains("\nerror code: 0x0\n"));
+
+        let mut out = String::new();
+        write_report(&mut out, &sample_frame(6, 0), usize::MAX, 3, &ControlRegs::default()).unwrap();
+        assert!(out.starts_with(
+            "*** CPU EXCEPTION #UD (vector 6, invalid opcode) on a CPU not set up yet (APIC id 3)\n"
+        ));
 
         let mut out = String::new();
         write_report(&mut out, &sample_frame(40, 0), 3, 7, &ControlRegs::default()).unwrap();
