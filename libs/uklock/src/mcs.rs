@@ -518,46 +518,8 @@ impl RawMcsLock {
     }
 }
 
-#[cfg(not(loom))]
-// SAFETY: the MCS queue admits one holder at a time: the tail swap orders
-// acquirers, and each waits until its predecessor clears its node's flag at
-// release (or, with one CPU, the tail is a flag checked and set with
-// preemption disabled and no other CPU).
-unsafe impl lock_api::RawMutex for RawMcsLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    // Preemption counter and node pool are per CPU: the guard must be
-    // dropped where it was created.
-    type GuardMarker = lock_api::GuardNoSend;
-
-    #[inline]
-    fn lock(&self) {
-        RawMcsLock::lock(self);
-    }
-
-    #[inline]
-    fn try_lock(&self) -> bool {
-        RawMcsLock::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawMcsLock::unlock(self) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawMcsLock::is_locked(self)
-    }
-}
-
-#[cfg(not(loom))]
-// SAFETY: `unlock` already hands the lock to the longest waiter.
-unsafe impl lock_api::RawMutexFair for RawMcsLock {
-    #[inline]
-    unsafe fn unlock_fair(&self) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawMcsLock::unlock(self) }
-    }
-}
+crate::sync::forward_raw_mutex!(
+    RawMcsLock,
+    fair,
+    safety = "the MCS queue admits one holder at a time: the tail swap orders acquirers, and each waits until its predecessor clears its node's flag at release (or, with one CPU, the tail is a flag checked and set with preemption disabled and no other CPU)."
+);

@@ -129,3 +129,63 @@ pub(crate) fn self_deadlock(kind: &str, lock: *const ()) -> ! {
          (self-deadlock: with one CPU nobody else can release it)"
     )
 }
+
+/// Implements `lock_api::RawMutex` (and, with `fair`, `RawMutexFair`, whose
+/// `unlock` already hands over in FIFO order) for a raw lock by forwarding to
+/// its inherent `new`, `lock`, `try_lock`, `unlock` and `is_locked`. The
+/// guards are `!Send`: the preemption counter (and the MCS node pool) is per
+/// CPU, so a guard must be dropped where it was created.
+///
+/// The invocation carries the lock's mutual-exclusion argument, which is
+/// what makes the `unsafe impl` sound: `forward_raw_mutex!(Type, fair,
+/// safety = "...")`.
+macro_rules! forward_raw_mutex {
+    ($ty:ident, fair, safety = $why:literal) => {
+        crate::sync::forward_raw_mutex!($ty, safety = $why);
+        crate::sync::forward_raw_mutex!(@fair $ty);
+    };
+    ($ty:ident, safety = $why:literal) => {
+        #[cfg(not(loom))]
+        #[doc = concat!("SAFETY: ", $why)]
+        // SAFETY: see the doc line above: the lock's own argument, given at
+        // the macro's invocation.
+        unsafe impl lock_api::RawMutex for $ty {
+            #[allow(clippy::declare_interior_mutable_const)]
+            const INIT: Self = Self::new();
+            type GuardMarker = lock_api::GuardNoSend;
+
+            #[inline]
+            fn lock(&self) {
+                $ty::lock(self);
+            }
+
+            #[inline]
+            fn try_lock(&self) -> bool {
+                $ty::try_lock(self)
+            }
+
+            #[inline]
+            unsafe fn unlock(&self) {
+                // SAFETY: forwarded caller contract (the lock is held here).
+                unsafe { $ty::unlock(self) }
+            }
+
+            #[inline]
+            fn is_locked(&self) -> bool {
+                $ty::is_locked(self)
+            }
+        }
+    };
+    (@fair $ty:ident) => {
+        #[cfg(not(loom))]
+        // SAFETY: `unlock` already hands the lock to the longest waiter.
+        unsafe impl lock_api::RawMutexFair for $ty {
+            #[inline]
+            unsafe fn unlock_fair(&self) {
+                // SAFETY: forwarded caller contract.
+                unsafe { $ty::unlock(self) }
+            }
+        }
+    };
+}
+pub(crate) use forward_raw_mutex;

@@ -178,36 +178,7 @@ fn try_set(locked: &AtomicBool) -> bool {
     locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
 }
 
-#[cfg(not(loom))]
-// SAFETY: `lock` returns only once this CPU's CAS turned the flag from
-// false to true (or, with one CPU, the flag was false and no other CPU
-// exists), and only the holder clears it: mutual exclusion. Acquire/Release
-// orderings order the critical sections.
-unsafe impl lock_api::RawMutex for RawTasLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    // The preemption counter is per CPU: the guard must be dropped where it
-    // was created.
-    type GuardMarker = lock_api::GuardNoSend;
-
-    #[inline]
-    fn lock(&self) {
-        RawTasLock::lock(self);
-    }
-
-    #[inline]
-    fn try_lock(&self) -> bool {
-        RawTasLock::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded caller contract (the lock is held here).
-        unsafe { RawTasLock::unlock(self) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawTasLock::is_locked(self)
-    }
-}
+crate::sync::forward_raw_mutex!(
+    RawTasLock,
+    safety = "`lock` returns only once this CPU's CAS turned the flag from false to true (or, with one CPU, the flag was false and no other CPU exists), and only the holder clears it: mutual exclusion. Acquire/Release orderings order the critical sections."
+);

@@ -200,46 +200,8 @@ fn ticket_lock_contended(serving: &AtomicU32, ticket: u32) {
     }
 }
 
-#[cfg(not(loom))]
-// SAFETY: every acquirer draws a distinct ticket (`fetch_add`/CAS on `next`)
-// and enters only when `serving` equals it; only the holder advances
-// `serving`, by one, at release: one holder at a time. With one CPU, `next`
-// is a flag checked and set with preemption disabled and no other CPU.
-unsafe impl lock_api::RawMutex for RawTicketLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = Self::new();
-    // The preemption counter is per CPU: the guard must be dropped where it
-    // was created.
-    type GuardMarker = lock_api::GuardNoSend;
-
-    #[inline]
-    fn lock(&self) {
-        RawTicketLock::lock(self);
-    }
-
-    #[inline]
-    fn try_lock(&self) -> bool {
-        RawTicketLock::try_lock(self)
-    }
-
-    #[inline]
-    unsafe fn unlock(&self) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawTicketLock::unlock(self) }
-    }
-
-    #[inline]
-    fn is_locked(&self) -> bool {
-        RawTicketLock::is_locked(self)
-    }
-}
-
-#[cfg(not(loom))]
-// SAFETY: `unlock` already hands the lock to the longest waiter.
-unsafe impl lock_api::RawMutexFair for RawTicketLock {
-    #[inline]
-    unsafe fn unlock_fair(&self) {
-        // SAFETY: forwarded caller contract.
-        unsafe { RawTicketLock::unlock(self) }
-    }
-}
+crate::sync::forward_raw_mutex!(
+    RawTicketLock,
+    fair,
+    safety = "every acquirer draws a distinct ticket (`fetch_add`/CAS on `next`) and enters only when `serving` equals it; only the holder advances `serving`, by one, at release: one holder at a time. With one CPU, `next` is a flag checked and set with preemption disabled and no other CPU."
+);
