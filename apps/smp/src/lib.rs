@@ -45,7 +45,7 @@ struct Report {
 }
 
 /// The app's entry point: the per-CPU lines, then the tests.
-pub fn main(args: &[&str]) -> i32 {
+pub fn main(_args: &[&str]) -> i32 {
     let topology = ukplat::cpu::topology();
     let reports = uksmp::run_on_all(|cpu| Report {
         cpu: ukplat::cpu::this_cpu(),
@@ -72,7 +72,9 @@ pub fn main(args: &[&str]) -> i32 {
             r.cpu, r.apic_id, r.gs_base, since
         );
     }
-    if let Some(cpu) = args.iter().find_map(|a| a.strip_prefix("ud-on-cpu=")).and_then(|n| n.parse().ok()) {
+    let cmdline = ukplat::boot_info().cmdline;
+    let option = |key| ukboot::cmdline_value(cmdline, key).and_then(|v| v.parse::<usize>().ok());
+    if let Some(cpu) = option("ud-on-cpu") {
         println!("smp: CPU {cpu} executes ud2");
         uksmp::run_on_nowait(cpu, || {
             // SAFETY: `ud2` raises #UD on purpose; the exception report ends
@@ -83,7 +85,7 @@ pub fn main(args: &[&str]) -> i32 {
             ukarch::barrier::spin_hint();
         }
     }
-    let echoes = args.iter().find_map(|a| a.strip_prefix("echo=")).and_then(|n| n.parse::<usize>().ok());
+    let echoes = option("echo");
     if let Some(n) = echoes {
         println!("smp: type {n} line(s)");
     }

@@ -48,13 +48,9 @@ pub fn median(samples: &mut [u64]) -> u64 {
     samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
 }
 
-/// A `key=value` option from the command line, as a number.
-fn option(args: &[&str], key: &str, default: u64) -> u64 {
-    args.iter()
-        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .filter_map(|v| v.parse().ok())
-        .next_back()
-        .unwrap_or(default)
+/// A numeric `key=value` option from the kernel command line.
+fn option(key: &str, default: u64) -> u64 {
+    ukboot::cmdline_value(ukplat::boot_info().cmdline, key).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 static PONG_TO: AtomicU32 = AtomicU32::new(0);
@@ -233,7 +229,7 @@ fn locks(window: u64) {
 }
 
 /// Runs the benchmarks; see the crate documentation.
-pub fn main(args: &[&str]) -> i32 {
+pub fn main(_args: &[&str]) -> i32 {
     let cpus = uksmp::cpu_count();
     println!(
         "bench: metric=machine cpus={cpus} tsc_hz={} apic={} source={}",
@@ -243,13 +239,13 @@ pub fn main(args: &[&str]) -> i32 {
     );
     ap_start();
     if cpus > 1 {
-        let rounds = option(args, "ipi_rounds", 1000);
+        let rounds = option("ipi_rounds", 1000);
         if let Err(e) = ipi_round_trip(rounds) {
             println!("smpbench: {e}");
             return 1;
         }
     }
-    let lock_ms = option(args, "lock_ms", 20);
+    let lock_ms = option("lock_ms", 20);
     locks(uktime::ns_to_cycles(lock_ms * 1_000_000));
     0
 }

@@ -1,9 +1,11 @@
 //! The time-stamp counter.
 //!
-//! Frequency: CPUID leaf 0x15 (crystal ratio), the hypervisor leaf 0x40000010
-//! or leaf 0x16 (base MHz), in that order. Under this project's nested KVM none
-//! of them is present, so [`frequency_hz`] returns `None` and callers report
-//! cycles; calibration against a reference clock belongs to the time library.
+//! Frequency: CPUID leaf 0x15 (crystal ratio) or the hypervisor leaf
+//! 0x40000010, the two leaves that state the TSC's rate exactly. Leaf 0x16
+//! (the processor's nominal base frequency) is deliberately not used: it is
+//! not the TSC rate. Under this project's KVM and TCG neither leaf is
+//! present, so [`frequency_hz`] returns `None`; calibration against a
+//! reference clock belongs to the time library (`uktime`).
 
 /// Reads the TSC (not ordered against surrounding instructions).
 #[inline(always)]
@@ -28,19 +30,18 @@ pub fn read_ordered() -> u64 {
     }
 }
 
-/// The TSC frequency in Hz, when CPUID reports it.
+/// The TSC frequency in Hz, when CPUID states it exactly (leaf 0x15 or
+/// 0x40000010; see the module documentation).
 pub fn frequency_hz() -> Option<u64> {
     let cpuid = raw_cpuid::CpuId::new();
     if let Some(hz) = cpuid.get_tsc_info().and_then(|info| info.tsc_frequency()).filter(|&hz| hz != 0) {
         return Some(hz);
     }
-    if let Some(khz) = cpuid.get_hypervisor_info().and_then(|hv| hv.tsc_frequency()).filter(|&khz| khz != 0) {
-        return Some(u64::from(khz) * 1000);
-    }
     cpuid
-        .get_processor_frequency_info()
-        .map(|f| u64::from(f.processor_base_frequency()) * 1_000_000)
-        .filter(|&hz| hz != 0)
+        .get_hypervisor_info()
+        .and_then(|hv| hv.tsc_frequency())
+        .filter(|&khz| khz != 0)
+        .map(|khz| u64::from(khz) * 1000)
 }
 
 /// Converts a cycle count to nanoseconds at `hz`.

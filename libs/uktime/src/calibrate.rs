@@ -108,32 +108,9 @@ pub(crate) mod hw {
     /// CPUID's exact TSC rate (leaf 0x15 with the crystal frequency, or
     /// the hypervisor's leaf 0x40000010).
     pub fn cpuid() -> Result<u64, CalibrationError> {
-        exact_cpuid_rate()
+        ukarch::tsc::frequency_hz()
             .ok_or(CalibrationError::Unavailable(Source::Cpuid))
             .and_then(|hz| plausible(Source::Cpuid, hz))
-    }
-
-    /// The two exact CPUID leaves, without leaf 0x16 (a nominal base
-    /// frequency, not the TSC's).
-    fn exact_cpuid_rate() -> Option<u64> {
-        let max = core::arch::x86_64::__cpuid(0).eax;
-        if max >= 0x15 {
-            let leaf = core::arch::x86_64::__cpuid(0x15);
-            if leaf.eax != 0 && leaf.ebx != 0 && leaf.ecx != 0 {
-                return Some(u64::from(leaf.ecx) * u64::from(leaf.ebx) / u64::from(leaf.eax));
-            }
-        }
-        let features = ukarch::cpu::features();
-        if features.hypervisor {
-            let hv_max = core::arch::x86_64::__cpuid(0x4000_0000).eax;
-            if hv_max >= 0x4000_0010 {
-                let khz = core::arch::x86_64::__cpuid(0x4000_0010).eax;
-                if khz != 0 {
-                    return Some(u64::from(khz) * 1000);
-                }
-            }
-        }
-        None
     }
 
     /// KVM's pvclock parameters for this CPU.
