@@ -37,6 +37,27 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1000)]
         ipi_rounds: u64,
     },
+    /// Scheduler: same-CPU context switch, thread create + join, cross-CPU
+    /// wake-up latency and contended mutex hand-off, against baselines
+    /// measured in the same boot; the image is built once per policy
+    /// (`uksched.policy=coop` and `preempt`) and the table shows both.
+    Sched {
+        /// Boots per policy (medians over them).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Accelerator: auto, kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: String,
+        /// CPUs. 2 by default: the cross-CPU measurements use CPUs 0 and 1
+        /// only, and under TCG on this project's 2-core build machines
+        /// more vCPUs than host cores add host-scheduling noise (a vCPU
+        /// the host has descheduled) to every hand-off.
+        #[arg(long, default_value_t = 2)]
+        smp: u32,
+        /// Length of the guest's inner loops (its `rounds=` option).
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -46,6 +67,7 @@ pub fn run(which: &BenchCmd) -> Result<ExitCode> {
         BenchCmd::Smp { repeats, accel, smp, ipi_rounds } => {
             smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
         }
+        BenchCmd::Sched { repeats, accel, smp, rounds } => sched_bench(*repeats, accel, *smp, *rounds),
     }
 }
 
@@ -384,6 +406,145 @@ fn print_smp_table(rows: &[Row], tsc_hz: u64) {
     }
 }
 
+/// The scheduling policies `bench sched` compares, in table order.
+const POLICIES: [&str; 2] = ["coop", "preempt"];
+
+fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let release = BuildOptions { release: true, quiet: true, ..Default::default() };
+    let mut columns = Vec::new();
+    let mut machine = String::new();
+    for policy in POLICIES {
+        let sets = vec![
+            format!("platform.accel={accel}"),
+            format!("platform.cpus={smp}"),
+            format!("uksched.policy={policy}"),
+            format!("platform.cmdline=rounds={rounds}"),
+        ];
+        let resolved = ws.resolve("schedbench", None, &sets)?;
+        let img = image::build(
+            &ws,
+            &resolved,
+            &BuildOptions { name: Some(format!("schedbench-{policy}-{accel}-{smp}")), ..release.clone() },
+        )?;
+        let (vm, why) = crate::vm_config(&resolved, false)?;
+        machine = format!("{smp} CPUs, accelerator {} ({why})", vm.accel.name());
+        let mut boots = Vec::new();
+        for _ in 0..repeats {
+            let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(300)), false)?;
+            if r.outcome != Outcome::Status(0) {
+                bail!("schedbench ({policy}, {accel}, {smp} CPUs): {}\n{}", r.outcome.describe(), r.serial);
+            }
+            boots.push(bench_lines(&r.serial));
+        }
+        let rows = aggregate(&boots);
+        let machine_row = rows
+            .iter()
+            .find(|r| r.id("metric") == Some("machine"))
+            .context("schedbench printed no machine line")?;
+        if machine_row.id("policy") != Some(policy) {
+            bail!(
+                "schedbench built with uksched.policy={policy} reports policy {:?}",
+                machine_row.id("policy")
+            );
+        }
+        let tsc_hz =
+            machine_row.stat("tsc_hz").map(|s| s.median).context("schedbench printed no TSC rate")?;
+        columns.push(SchedColumn { rows, tsc_hz });
+    }
+    println!();
+    println!(
+        "bench sched: {machine}, {repeats} boots per policy, release; median over boots of each boot's median \
+         (11 or 51 samples); TSC {:.0} MHz",
+        columns[0].tsc_hz as f64 / 1e6
+    );
+    print!("{}", sched_table(&columns));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One policy's results.
+struct SchedColumn {
+    rows: Vec<Row>,
+    tsc_hz: u64,
+}
+
+/// What a `schedbench` measurement is, for the table.
+fn sched_label(metric: &str, kind: &str) -> String {
+    match (metric, kind) {
+        ("yield", "alone") => "yield_now, nothing else runnable (no switch)".into(),
+        ("switch", "same-cpu") => "context switch: 2 threads on 1 CPU yielding".into(),
+        ("spawn_join", "same-cpu") => "spawn + join, empty closure, caller's CPU".into(),
+        ("spawn_join", "any") => "spawn + join, empty closure, placed anywhere".into(),
+        ("wakeup", "waitqueue") => "wake-up CPU 0 -> thread blocked on CPU 1".into(),
+        ("wakeup", "spin-flag") => "  baseline: flag seen by a spinner on CPU 1".into(),
+        ("handoff", "uklock-mutex") => "hand-off CPU 0 <-> 1: uklock::Mutex".into(),
+        ("handoff", "ukspin") => "  baseline: ukspin::SpinLock".into(),
+        ("handoff", "atomic-turn") => "  baseline: atomic turn variable, no lock".into(),
+        _ => format!("{metric} {kind}"),
+    }
+}
+
+/// The table of `bench sched`: one row per measurement, for each policy
+/// the median in cycles and ns and the spread over boots.
+fn sched_table(columns: &[SchedColumn]) -> String {
+    use std::fmt::Write as _;
+    let key = |r: &Row| {
+        (r.id("metric").unwrap_or_default().to_string(), r.id("kind").unwrap_or_default().to_string())
+    };
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for row in columns.iter().flat_map(|c| &c.rows).filter(|r| r.id("metric") != Some("machine")) {
+        if !keys.contains(&key(row)) {
+            keys.push(key(row));
+        }
+    }
+    // Cells: per measurement and policy, [cycles, ns, spread].
+    let cells: Vec<Vec<[String; 3]>> = keys
+        .iter()
+        .map(|k| {
+            columns
+                .iter()
+                .map(|column| {
+                    match column.rows.iter().find(|r| key(r) == *k).and_then(|r| r.stat("cycles")) {
+                        Some(s) => [
+                            s.median.to_string(),
+                            format!("{:.1}", ns(s.median, column.tsc_hz)),
+                            format!("[{}..{}]", s.min, s.max),
+                        ],
+                        None => ["-".into(), "-".into(), String::new()],
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let header = ["cycles", "ns", "[min..max] cyc"];
+    let width =
+        |i: usize| cells.iter().flatten().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let column_width = w0 + w1 + w2 + 2;
+    let label_width = 46;
+    let mut out = String::new();
+    let _ = write!(out, "  {:<label_width$}", "");
+    for policy in POLICIES.iter().take(columns.len()) {
+        let _ = write!(out, " | {policy:^column_width$}");
+    }
+    let _ = write!(out, "\n  {:<label_width$}", "measurement");
+    for _ in columns {
+        let _ = write!(out, " | {:>w0$} {:>w1$} {:>w2$}", header[0], header[1], header[2]);
+    }
+    out.push('\n');
+    for ((metric, kind), row) in keys.iter().zip(&cells) {
+        let _ = write!(out, "  {:<label_width$}", sched_label(metric, kind));
+        for [cycles, ns, spread] in row {
+            let _ = write!(out, " | {cycles:>w0$} {ns:>w1$} {spread:>w2$}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +574,35 @@ mod tests {
         assert_eq!(rows[0].stat("cycles"), Some(&Stat { key: "cycles".into(), median: 3, min: 1, max: 5 }));
         assert_eq!(rows[1].stat("cycles").map(|s| (s.median, s.min, s.max)), Some((30, 10, 50)));
         assert_eq!(rows[1].id("cpu"), Some("1"));
+    }
+
+    #[test]
+    fn sched_table_has_a_row_per_measurement_and_a_column_per_policy() {
+        let boot = |c: u64, policy: &str| {
+            bench_lines(&format!(
+                "bench: metric=machine cpus=2 tsc_hz=1000000000 policy={policy}\n\
+                 bench: metric=switch kind=same-cpu samples=11 cycles={c}\n\
+                 bench: metric=handoff kind=ukspin samples=11 cycles={}\n",
+                c * 2
+            ))
+        };
+        let coop =
+            SchedColumn { rows: aggregate(&[boot(100, "coop"), boot(300, "coop")]), tsc_hz: 1_000_000_000 };
+        let preempt = SchedColumn { rows: aggregate(&[boot(500, "preempt")]), tsc_hz: 2_000_000_000 };
+        assert_eq!(coop.rows[0].id("policy"), Some("coop"));
+        let table = sched_table(&[coop, preempt]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].contains("coop") && lines[0].contains("preempt"), "{table}");
+        // The lower median of 100 and 300 cycles at 1 GHz; 500 cycles at 2 GHz.
+        assert!(lines[2].starts_with("  context switch: 2 threads on 1 CPU yielding"), "{table}");
+        let cells = |line: &str, column: usize| -> Vec<String> {
+            line.split('|').nth(column).unwrap_or_default().split_whitespace().map(String::from).collect()
+        };
+        assert_eq!(cells(lines[2], 1), ["100", "100.0", "[100..300]"], "{table}");
+        assert_eq!(cells(lines[2], 2), ["500", "250.0", "[500..500]"], "{table}");
+        assert!(lines[3].contains("baseline: ukspin::SpinLock"), "{table}");
+        assert!(!table.contains("machine"), "{table}");
     }
 
     #[test]

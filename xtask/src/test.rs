@@ -172,6 +172,22 @@ fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
             },
         ),
         check(
+            "faults: stack overflow into a guard page (#DF, explained)",
+            "faults",
+            &["platform.cmdline=stack-overflow"],
+            Expect {
+                status: Some(EXCEPTION),
+                serial: &[
+                    "*** CPU EXCEPTION #DF (vector 8",
+                    "CR2: 0x00000100",
+                    "stack overflow: 0x",
+                    " is in the guard page below the stack 0x",
+                ],
+                uktest: false,
+                cpu_lines: None,
+            },
+        ),
+        check(
             "faults: heap exhaustion report",
             "faults",
             &["platform.cmdline=oom"],
@@ -209,6 +225,7 @@ fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
         },
     ];
     checks.extend(smp_checks(kvm));
+    checks.extend(sched_checks(kvm));
     if let Some(accel) = other {
         let (set, hello): (&str, &'static [&'static str]) = match accel {
             qemu::Accel::Kvm => ("platform.accel=kvm", &["Hello, world!", "Accelerator: KVM"]),
@@ -314,6 +331,86 @@ fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
             tests(2, XAPIC),
         ));
     }
+    checks
+}
+
+/// Strings built at run time where an [`Expect`] wants `'static` ones
+/// (the check list is built once per run, so this leaks a few lines).
+fn leaked(lines: Vec<String>) -> &'static [&'static str] {
+    Vec::leak(lines.into_iter().map(|l| &*String::leak(l)).collect())
+}
+
+/// The `sched` app (`apps/sched`): its tests (uksched's, uklock's and
+/// the app's own) under both policies on 1, 2 and 4 CPUs
+/// (TCG), and with `preempt` on 2 CPUs under KVM when it is usable; the
+/// serial must show the policy the scheduler started with. Then its fault
+/// modes: a thread's stack overflow named in the exception report, and the
+/// sleeping mutex's owner checks as panics.
+fn sched_checks(kvm: bool) -> Vec<GuestCheck> {
+    let tests = |policy: &str, cpus: usize| {
+        let started = match policy {
+            "coop" => format!("uksched: coop scheduler on {cpus} CPU(s)"),
+            _ => format!("uksched: {policy} scheduler on {cpus} CPU(s), "),
+        };
+        let mut serial = vec![started, format!("sched: {policy} policy on {cpus} CPU(s)")];
+        if policy == "preempt" {
+            serial.push(" us time slices".into());
+        }
+        Expect { status: Some(0), serial: leaked(serial), uktest: true, cpu_lines: None }
+    };
+    let mut checks = Vec::new();
+    for policy in ["coop", "preempt"] {
+        for cpus in [1, 2, 4] {
+            let sets = [
+                format!("platform.cpus={cpus}"),
+                "platform.accel=tcg".into(),
+                format!("uksched.policy={policy}"),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            checks.push(check(
+                &format!("sched (tcg, {policy}, {cpus} CPUs)"),
+                "sched",
+                &sets,
+                tests(policy, cpus),
+            ));
+        }
+    }
+    if kvm {
+        checks.push(GuestCheck {
+            // kvm_pvm emulates every instruction: minutes, not seconds.
+            timeout: Some(Duration::from_secs(600)),
+            ..check(
+                "sched (kvm, preempt, 2 CPUs)",
+                "sched",
+                &["platform.cpus=2", "platform.accel=kvm", "uksched.policy=preempt"],
+                tests("preempt", 2),
+            )
+        });
+    }
+    let fault = |mode: &str, status: u8, serial: &'static [&'static str]| {
+        let cmdline = format!("platform.cmdline={mode}");
+        check(
+            &format!("sched: {mode} (tcg, 2 CPUs)"),
+            "sched",
+            &["platform.cpus=2", "platform.accel=tcg", &cmdline],
+            Expect { status: Some(status), serial, uktest: false, cpu_lines: None },
+        )
+    };
+    checks.push(fault(
+        "overflow",
+        EXCEPTION,
+        &["sched: thread `deep` recurses", "*** CPU EXCEPTION #", "STACK OVERFLOW in thread `deep` (id "],
+    ));
+    checks.push(fault(
+        "mutex-relock",
+        PANIC,
+        &["*** PANIC on CPU ", "uklock: thread `relocker` (id ", ") locks a Mutex it already holds"],
+    ));
+    checks.push(fault(
+        "mutex-foreign-unlock",
+        PANIC,
+        &["*** PANIC on CPU ", "uklock: thread `intruder` (id ", ") unlocks a Mutex held by thread id "],
+    ));
     checks
 }
 
@@ -544,13 +641,13 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
         &format!("(mode, x2apic_write linked, xapic_write linked): {linked:?}"),
     );
 
-    // uklock.spinlock decides which algorithm is behind `SpinLock`: the
+    // ukspin.kind decides which algorithm is behind `SpinLock`: the
     // selector links exactly one marker named after it (the tests app also
-    // names every kind explicitly in uklock's own tests, so all three
+    // names every kind explicitly in ukspin's own tests, so all three
     // algorithms' code is present there).
     let mut markers = Vec::new();
     for kind in ["tas", "ticket", "mcs"] {
-        let resolved = ws.resolve("tests", None, &[format!("uklock.spinlock={kind}")])?;
+        let resolved = ws.resolve("tests", None, &[format!("ukspin.kind={kind}")])?;
         let img = image::build(
             ws,
             &resolved,
@@ -559,14 +656,41 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
         let syms = elf_symbols(&std::fs::read(&img.path)?)?;
         let linked: Vec<&str> = ["tas", "ticket", "mcs"]
             .into_iter()
-            .filter(|k| syms.iter().any(|s| s.contains(&format!("uklock_configured_spinlock_is_{k}"))))
+            .filter(|k| syms.iter().any(|s| s.contains(&format!("ukspin_configured_kind_is_{k}"))))
             .collect();
         markers.push((kind, linked));
     }
     tally.add(
-        "config: uklock.spinlock=tas / ticket / mcs links that kind behind SpinLock",
+        "config: ukspin.kind=tas / ticket / mcs links that kind behind SpinLock",
         markers.iter().all(|(kind, linked)| linked == &[*kind]),
         &format!("(configured, selector markers linked): {markers:?}"),
+    );
+
+    // uksched.policy decides which policy's code is linked: each links
+    // one marker named after it.
+    let mut policies = Vec::new();
+    for policy in ["coop", "preempt"] {
+        let resolved = ws.resolve("sched", None, &[format!("uksched.policy={policy}")])?;
+        let img = image::build(
+            ws,
+            &resolved,
+            &BuildOptions {
+                name: Some(format!("sched-linking-{policy}")),
+                quiet: true,
+                ..Default::default()
+            },
+        )?;
+        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+        let linked: Vec<&str> = ["coop", "preempt"]
+            .into_iter()
+            .filter(|p| syms.iter().any(|s| s.contains(&format!("uksched_policy_is_{p}"))))
+            .collect();
+        policies.push((policy, linked));
+    }
+    tally.add(
+        "config: uksched.policy=coop / preempt links only that policy's marker",
+        policies.iter().all(|(policy, linked)| linked == &[*policy]),
+        &format!("(configured, policy markers linked): {policies:?}"),
     );
 
     let without_console =
@@ -716,13 +840,29 @@ fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
     ];
     let (ok, output) = run_cargo_with_env(
         root,
-        &["test", "-p", "uklock", "--release", "--test", "loom", "--color", "never"],
+        &["test", "-p", "ukspin", "--release", "--test", "loom", "--color", "never"],
         &loom_env,
         minutes(15),
     )?;
     let (passed, failed) = count_cargo_tests(&output);
     tally.add(
-        "loom: uklock models (ticket, MCS, TAS, rwlock)",
+        "loom: ukspin models (ticket, MCS, TAS, rwlock)",
+        ok && failed == 0 && passed > 0,
+        &format!("{passed} models passed, {failed} failed"),
+    );
+    if !ok || failed > 0 {
+        tally.log.push_str(&output);
+    }
+    // The scheduler's wake/sleep protocol (uksched's state word), same build.
+    let (ok, output) = run_cargo_with_env(
+        root,
+        &["test", "-p", "uksched", "--release", "--test", "loom", "--color", "never"],
+        &loom_env,
+        minutes(15),
+    )?;
+    let (passed, failed) = count_cargo_tests(&output);
+    tally.add(
+        "loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)",
         ok && failed == 0 && passed > 0,
         &format!("{passed} models passed, {failed} failed"),
     );

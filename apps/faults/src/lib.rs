@@ -9,6 +9,7 @@
 //! | `ud` | executes `ud2` | invalid-opcode exception (#UD) |
 //! | `pf` | reads `0x10_0000_0000` (64 GiB), which the boot page tables do not map | page fault (#PF) at that address |
 //! | `null` | reads address 0 (the platform unmaps page 0) | page fault at address 0 |
+//! | `stack-overflow` | allocates a 16 KiB `ukvmem::GuardedStack`, sets RSP to its bottom and pushes: the push writes into the unmapped guard page (#PF), and delivering that #PF needs the same stack, so the CPU raises a double fault on its IST stack | double fault (#DF) with CR2 in the guard page, then ukvmem's `stack overflow: 0x… is in the guard page below the stack 0x…-0x…` |
 //! | `oom` | allocates until the heap (256 KiB in `config/faults.toml`) is exhausted | ukalloc's out-of-memory line, then the allocation panic |
 //! | `panic` | panics with a message | the panic report |
 //! | `hang` | spins forever | none: `cargo xtask` must time out, kill QEMU and show the serial log |
@@ -16,7 +17,8 @@
 //! Each case prints what it is about to do first. An unknown or missing
 //! argument prints the usage and returns 2.
 //!
-//! **Needs:** `ukconsole`, `ukalloc` (for `oom`), `ukplat`, `ukarch`.
+//! **Needs:** `ukconsole`, `ukalloc` (for `oom`), `ukvmem` (for
+//! `stack-overflow`), `ukplat`, `ukarch`.
 #![no_std]
 
 extern crate alloc;
@@ -30,7 +32,7 @@ use ukconsole::println;
 pub const UNMAPPED: usize = 0x10_0000_0000;
 
 /// Usage text.
-pub const USAGE: &str = "usage: faults ud|pf|null|oom|panic|hang";
+pub const USAGE: &str = "usage: faults ud|pf|null|stack-overflow|oom|panic|hang";
 
 /// The fault requested by `args`: the first argument that is not `key=value`.
 pub fn requested<'a>(args: &[&'a str]) -> Option<&'a str> {
@@ -43,6 +45,7 @@ pub fn main(args: &[&str]) -> i32 {
         Some("ud") => invalid_opcode(),
         Some("pf") => page_fault(),
         Some("null") => null_read(),
+        Some("stack-overflow") => stack_overflow(),
         Some("oom") => out_of_memory(),
         Some("hang") => {
             println!("faults: hanging on purpose (spinning forever)");
@@ -109,6 +112,38 @@ fn null_read() -> i32 {
         println!("faults: read {value:#x} from address 0, no page fault");
     }
     1
+}
+
+fn stack_overflow() -> i32 {
+    let stack = match ukvmem::GuardedStack::allocate(16 * 1024) {
+        Ok(stack) => stack,
+        Err(error) => {
+            println!("faults: no guarded stack: {error}");
+            return 1;
+        }
+    };
+    let guard = stack.guard();
+    println!(
+        "faults: overflowing the guarded stack {:#x}-{:#x}: RSP = its bottom, then a push into the guard page {:#x}-{:#x} (#PF, then #DF)",
+        stack.bottom(),
+        stack.top(),
+        guard.start,
+        guard.end
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: deliberately invalid: the push writes below the stack's
+    // bottom, into its unmapped guard page, which raises #PF; the CPU cannot
+    // push the #PF frame there either and raises #DF on its IST stack,
+    // which the platform reports and does not return from. Nothing after
+    // the `mov` runs on the old stack, so abandoning it is fine.
+    unsafe {
+        core::arch::asm!("mov rsp, {bottom}", "push rax", bottom = in(reg) stack.bottom(), options(noreturn));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        drop(stack);
+        1
+    }
 }
 
 fn out_of_memory() -> i32 {

@@ -32,6 +32,17 @@ fn every_cpu_has_its_own_per_cpu_header() -> TestResult {
 }
 uktest::test_case!(every_cpu_has_its_own_per_cpu_header);
 
+fn every_cpu_runs_with_caches_enabled() -> TestResult {
+    // CR0.CD (bit 30) and CR0.NW (bit 29): a CPU leaves INIT with both
+    // set, i.e. uncached, until its start-up code clears them.
+    const CD_NW: u64 = (1 << 30) | (1 << 29);
+    for (cpu, cr0) in uksmp::run_on_all(|_| ukarch::regs::cr0()).into_iter().enumerate() {
+        ut_assert_eq!(cr0 & CD_NW, 0, "CPU {} runs with caching disabled (CR0 {:#x})", cpu, cr0);
+    }
+    Ok(())
+}
+uktest::test_case!(every_cpu_runs_with_caches_enabled);
+
 static IPI_HITS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn count_ipi(_frame: &mut TrapFrame) {

@@ -25,7 +25,7 @@
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
 //! KVM with 2, in both APIC modes where the machine has them.
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `uklock` (and `lock_api` for the
+//! **Needs:** `uksmp`, `uktime`, `apic`, `ukspin` (and `lock_api` for the
 //! lock types generic over their raw lock), `uktest`, `ukconsole`, `ukplat`.
 #![no_std]
 

@@ -1,11 +1,11 @@
-//! Spinlock stress on every CPU at once (`uklock`): exact counts for every
+//! Spinlock stress on every CPU at once (`ukspin`): exact counts for every
 //! kind, the irqsave variants against a real interrupt handler on the same
 //! CPUs, and the reader-writer lock's readers never seeing half a write.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use lock_api::{Mutex, RawMutex};
-use uklock::{RawMcsLock, RawSpinLockIrq, RawTasLock, RawTicketLock, RwSpinLock};
+use ukspin::{RawMcsLock, RawSpinLockIrq, RawTasLock, RawTicketLock, RwSpinLock};
 use uktest::{TestResult, ut_assert_eq};
 
 /// Increments per CPU (M of N·M), and the bound on a test's time.
@@ -95,9 +95,9 @@ fn mcs_lock_counts_exactly_on_every_cpu() -> TestResult {
 uktest::test_case!(mcs_lock_counts_exactly_on_every_cpu);
 
 fn irqsave_locks_count_exactly_on_every_cpu() -> TestResult {
-    static TAS: Mutex<uklock::IrqSave<RawTasLock>, u64> = Mutex::new(0);
-    static TICKET: Mutex<uklock::IrqSave<RawTicketLock>, u64> = Mutex::new(0);
-    static MCS: Mutex<uklock::IrqSave<RawMcsLock>, u64> = Mutex::new(0);
+    static TAS: Mutex<ukspin::IrqSave<RawTasLock>, u64> = Mutex::new(0);
+    static TICKET: Mutex<ukspin::IrqSave<RawTicketLock>, u64> = Mutex::new(0);
+    static MCS: Mutex<ukspin::IrqSave<RawMcsLock>, u64> = Mutex::new(0);
     exact_count(&TAS)?;
     exact_count(&TICKET)?;
     exact_count(&MCS)
@@ -110,7 +110,7 @@ uktest::test_case!(irqsave_locks_count_exactly_on_every_cpu);
 /// checks are the exact counts above. With FIFO hand-offs of ~1 ms under an
 /// oversubscribed TCG (8 vCPUs on 2 cores) the handlers of 8 CPUs would
 /// need more hand-offs per second than the lock can make.
-static SHARED: Mutex<uklock::IrqSave<RawTasLock>, u64> = Mutex::new(0);
+static SHARED: Mutex<ukspin::IrqSave<RawTasLock>, u64> = Mutex::new(0);
 static HANDLER_INCREMENTS: AtomicU64 = AtomicU64::new(0);
 
 fn tick_takes_the_lock(_now: uktime::Instant) {
@@ -162,7 +162,7 @@ uktest::test_case!(irqsave_lock_is_shared_with_interrupt_handlers);
 
 /// The configured kind behind `SpinLock` works like the explicit ones.
 fn configured_spinlock_counts_exactly() -> TestResult {
-    static LOCK: Mutex<uklock::RawSpinLock, u64> = Mutex::new(0);
+    static LOCK: Mutex<ukspin::RawSpinLock, u64> = Mutex::new(0);
     static IRQ: Mutex<RawSpinLockIrq, u64> = Mutex::new(0);
     exact_count(&LOCK)?;
     exact_count(&IRQ)

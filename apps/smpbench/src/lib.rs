@@ -26,11 +26,11 @@
 //!   (critical section: one increment): total acquisitions (`ops`), the
 //!   window in cycles, and the fewest and most acquisitions of one CPU
 //!   (`min`, `max`: the fairness figure);
-//! * `rwlock_read`: the same with every CPU read-locking `uklock`'s
+//! * `rwlock_read`: the same with every CPU read-locking `ukspin`'s
 //!   reader-writer lock (`rwlock`), against the `spin` crate's (`spin-rwlock`)
 //!   and an exclusive ticket lock on the same data (`ticket-exclusive`).
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `uklock`, `lock_api`, `spin`
+//! **Needs:** `uksmp`, `uktime`, `apic`, `ukspin`, `lock_api`, `spin`
 //! (baselines), `ukconsole`.
 #![no_std]
 
@@ -200,13 +200,13 @@ fn report(metric: &str, kind: &str, cpus: usize, window: u64, ops: &[u64]) {
 }
 
 fn locks(window: u64) {
-    static TAS: lock_api::Mutex<uklock::RawTasLock, u64> = lock_api::Mutex::new(0);
-    static TICKET: lock_api::Mutex<uklock::RawTicketLock, u64> = lock_api::Mutex::new(0);
-    static MCS: lock_api::Mutex<uklock::RawMcsLock, u64> = lock_api::Mutex::new(0);
-    static CONFIGURED: uklock::SpinLock<u64> = uklock::SpinLock::new(0);
+    static TAS: lock_api::Mutex<ukspin::RawTasLock, u64> = lock_api::Mutex::new(0);
+    static TICKET: lock_api::Mutex<ukspin::RawTicketLock, u64> = lock_api::Mutex::new(0);
+    static MCS: lock_api::Mutex<ukspin::RawMcsLock, u64> = lock_api::Mutex::new(0);
+    static CONFIGURED: ukspin::SpinLock<u64> = ukspin::SpinLock::new(0);
     static SPIN_CRATE: spin::mutex::SpinMutex<u64> = spin::mutex::SpinMutex::new(0);
     static ATOMIC: Atomic = Atomic(AtomicU64::new(0));
-    static RW: uklock::RwSpinLock<u64> = uklock::RwSpinLock::new(0);
+    static RW: ukspin::RwSpinLock<u64> = ukspin::RwSpinLock::new(0);
     static SPIN_RW: spin::RwLock<u64> = spin::RwLock::new(0);
     let kinds: [(&str, &dyn Contended); 6] = [
         ("tas", &TAS),

@@ -13,15 +13,20 @@
 //!   `ukconfig::ukalloc::BACKEND`;
 //! * the console: bytes printed with `println!` all reach the device;
 //! * the boot information is sane: a memory map, free memory inside RAM and
-//!   outside the image.
+//!   outside the image;
+//! * `ukarch::fpu` (which cannot register cases itself: `uktest` depends on
+//!   `ukarch`): the FPU/SSE/AVX state `init_this_cpu` enables, and
+//!   save/restore through `FpuState`.
 //!
 //! The closing line is uktest's `N passed, N failed`; the exit status is 0
 //! only when every selected test passed.
 //!
-//! **Needs:** `uktest`, `ukconsole`, `ukalloc`, `ukboot`, `ukplat`, `ukconfig`.
+//! **Needs:** `uktest`, `ukconsole`, `ukalloc`, `ukboot`, `ukplat`, `ukconfig`,
+//! `ukarch` (with its `alloc` feature, for `FpuState`).
 #![no_std]
 
 mod checks;
+mod fpu;
 
 /// The app's entry point: runs the tests (see the crate docs).
 pub fn main(args: &[&str]) -> i32 {

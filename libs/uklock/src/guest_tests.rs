@@ -1,220 +1,633 @@
-//! In-guest tests of the spinlocks on the CPU running the tests (feature
-//! `uktest`). They hold for any `platform.cpus`: with one CPU the locks run
-//! in one-CPU mode, otherwise the real algorithms run, uncontended. The
-//! multi-CPU stress tests live in the SMP test app.
+//! In-guest tests of the sleeping locks (feature `uktest`): contended
+//! stress on every CPU with exact counts, and the timed paths. They need
+//! the scheduler (the `sched` app runs them) and hold for any number of
+//! CPUs and both `uksched.policy` values: no thread busy-waits for
+//! another (under `coop` a spinning thread would keep its CPU) — they block
+//! on the locks, or yield.
+//!
+//! Every blocking wait whose wake-up the test expects uses a timed form
+//! with a generous [`LOST`] timeout and counts timeouts: a timeout there is
+//! a lost wake-up, reported as a failure instead of a hang.
 
-use crate::{
-    IrqSave, KIND, McsLock, RawMcsLock, RawRwSpinLock, RawSpinLock, RawTasLock, RawTicketLock, RwSpinLock,
-    RwSpinLockIrq, SINGLE_CPU, SpinLock, SpinLockIrq, TasLock, TicketLock, irq,
-};
-use lock_api::RawMutex;
-use ukplat::cpu::preempt_count;
-use uktest::{TestResult, test_case, ut_assert, ut_assert_eq};
+extern crate alloc;
 
-/// lock / try_lock / unlock of one raw mutex kind, with the preemption
-/// counter raised by exactly one while held.
-fn raw_mutex_semantics<R: RawMutex>() -> TestResult {
-    let raw = R::INIT;
-    let base = preempt_count();
-    ut_assert!(!raw.is_locked());
-    raw.lock();
-    ut_assert!(raw.is_locked());
-    ut_assert_eq!(preempt_count(), base + 1, "preemption disabled while held");
-    ut_assert!(!raw.try_lock(), "try_lock of a held lock");
-    ut_assert_eq!(preempt_count(), base + 1, "a failed try_lock leaves the counter");
-    // SAFETY: held by this CPU.
-    unsafe { raw.unlock() };
-    ut_assert!(!raw.is_locked());
-    ut_assert_eq!(preempt_count(), base, "restored after unlock");
-    ut_assert!(raw.try_lock(), "try_lock of a free lock");
-    ut_assert_eq!(preempt_count(), base + 1);
-    // SAFETY: held by this CPU.
-    unsafe { raw.unlock() };
-    ut_assert_eq!(preempt_count(), base);
-    Ok(())
+use crate::{Condvar, Mutex, RwLock, Semaphore};
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::time::Duration;
+use uksched::{Builder, JoinHandle};
+use uktest::{TestResult, ut_assert, ut_assert_eq, ut_fail};
+
+/// A wait the test expects to be woken from that takes this long counts as
+/// a lost wake-up (the tests run in well under a second each under TCG).
+const LOST: Duration = Duration::from_secs(5);
+
+/// How late a timed wait may end past its timeout: a vCPU descheduled by
+/// the host (TCG, 4 vCPUs on 2 cores) and the timer interrupt's delivery.
+const LATE: Duration = Duration::from_millis(500);
+
+/// `tcg` iterations, or a tenth of them under KVM (on the build machines
+/// KVM is PVM, which emulates this guest instruction by instruction).
+fn scaled(tcg: usize) -> usize {
+    if ukarch::cpu::hypervisor() == ukarch::cpu::Hypervisor::Kvm { tcg / 10 } else { tcg }
 }
 
-fn tas_lock_unlock_try_lock() -> TestResult {
-    raw_mutex_semantics::<RawTasLock>()?;
-    let lock = TasLock::new(1u32);
-    *lock.lock() += 1;
-    ut_assert_eq!(lock.try_lock().map(|v| *v), Some(2));
-    Ok(())
-}
-test_case!(tas_lock_unlock_try_lock);
-
-fn ticket_lock_unlock_try_lock() -> TestResult {
-    raw_mutex_semantics::<RawTicketLock>()?;
-    let lock = TicketLock::new(1u32);
-    *lock.lock() += 1;
-    ut_assert_eq!(lock.try_lock().map(|v| *v), Some(2));
-    Ok(())
-}
-test_case!(ticket_lock_unlock_try_lock);
-
-fn mcs_lock_unlock_try_lock() -> TestResult {
-    raw_mutex_semantics::<RawMcsLock>()?;
-    let cpu = ukplat::cpu::this_cpu();
-    let (a, b) = (McsLock::new(1u32), McsLock::new(2u32));
-    {
-        // Two MCS locks held at once on this CPU: two nodes of its pool
-        // (none in one-CPU mode, which needs no queue).
-        let (ga, gb) = (a.lock(), b.lock());
-        let nodes = if SINGLE_CPU { 0 } else { 2 };
-        ut_assert_eq!(RawMcsLock::nodes_in_use(cpu), nodes);
-        ut_assert_eq!(*ga + *gb, 3);
-        drop(ga); // out of order
-        ut_assert!(a.try_lock().is_some());
-    }
-    ut_assert_eq!(RawMcsLock::nodes_in_use(cpu), 0);
-    Ok(())
-}
-test_case!(mcs_lock_unlock_try_lock);
-
-fn configured_kind_is_linked() -> TestResult {
-    raw_mutex_semantics::<RawSpinLock>()?;
-    let name = core::any::type_name::<RawSpinLock>();
-    let expected = match ukconfig::uklock::SPINLOCK {
-        ukconfig::uklock::Spinlock::Tas => "uklock::tas::RawTasLock",
-        ukconfig::uklock::Spinlock::Ticket => "uklock::ticket::RawTicketLock",
-        ukconfig::uklock::Spinlock::Mcs => "uklock::mcs::RawMcsLock",
-    };
-    ut_assert_eq!(name, expected);
-    ut_assert_eq!(crate::select::name_of::<RawSpinLock>(), Some(KIND.as_str()));
-    ut_assert_eq!(crate::select::configured_name(), KIND.as_str());
-    static COUNTER: SpinLock<u64> = SpinLock::new(0);
-    *COUNTER.lock() += 1;
-    ut_assert_eq!(*COUNTER.lock(), 1);
-    Ok(())
-}
-test_case!(configured_kind_is_linked);
-
-fn one_cpu_mode_follows_the_cpu_count() -> TestResult {
-    ut_assert_eq!(SINGLE_CPU, ukplat::cpu::CONFIGURED_CPUS == 1);
-    Ok(())
-}
-test_case!(one_cpu_mode_follows_the_cpu_count);
-
-fn rwlock_readers_share_writers_exclude() -> TestResult {
-    let base = preempt_count();
-    let lock = RwSpinLock::new(5u32);
-    {
-        let (r1, r2) = (lock.read(), lock.read());
-        ut_assert_eq!(*r1 + *r2, 10, "two read guards at once");
-        ut_assert_eq!(preempt_count(), base + 2);
-        ut_assert!(lock.try_write().is_none(), "try_write while readers hold it");
-        ut_assert_eq!(preempt_count(), base + 2);
-    }
-    ut_assert_eq!(preempt_count(), base);
-    {
-        let mut w = lock.write();
-        *w = 6;
-        ut_assert_eq!(preempt_count(), base + 1);
-        ut_assert!(lock.try_read().is_none(), "try_read while a writer holds it");
-        ut_assert!(lock.try_write().is_none());
-    }
-    ut_assert_eq!(*lock.read(), 6);
-    let raw = RawRwSpinLock::new();
-    raw.lock_exclusive();
-    // SAFETY: write-locked just above.
-    unsafe { raw.downgrade() };
-    ut_assert!(raw.try_lock_shared(), "shared after a downgrade");
-    // SAFETY: two shared holds.
-    unsafe {
-        raw.unlock_shared();
-        raw.unlock_shared();
-    }
-    ut_assert!(!raw.is_locked());
-    ut_assert_eq!(preempt_count(), base);
-    Ok(())
-}
-test_case!(rwlock_readers_share_writers_exclude);
-
-/// Runs `f` with interrupts enabled (`on`) or disabled before it, and puts
-/// the previous state back.
-fn with_interrupts(on: bool, f: impl FnOnce() -> TestResult) -> TestResult {
-    let was = ukarch::irq::enabled();
-    if on {
-        ukarch::irq::enable();
-    } else {
-        ukarch::irq::disable();
-    }
-    let result = f();
-    if was {
-        ukarch::irq::enable();
-    } else {
-        ukarch::irq::disable();
-    }
-    result
+/// Threads per test: two per CPU, at least four.
+fn threads() -> usize {
+    (2 * ukplat::cpu::count()).max(4)
 }
 
-fn irqsave_disables_and_restores_enabled() -> TestResult {
-    static SHARED: SpinLockIrq<u32> = SpinLockIrq::new(0);
-    with_interrupts(true, || {
-        let base = preempt_count();
-        {
-            let mut g = SHARED.lock();
-            *g += 1;
-            ut_assert!(!ukarch::irq::enabled(), "interrupts off while held");
-            ut_assert_eq!(preempt_count(), base + 1);
+/// Spawns `n` threads named `NAME-i` running `f(i)`, all released at
+/// once when the last one exists (so they meet in the locks rather than
+/// run one after the other).
+fn spawn_n<T: Send + 'static>(
+    name: &str,
+    n: usize,
+    f: impl Fn(usize) -> T + Send + Sync + Clone + 'static,
+) -> Result<Vec<JoinHandle<T>>, uktest::Failure> {
+    let gate = Arc::new(Semaphore::new(0));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let f = f.clone();
+        let gate = gate.clone();
+        match Builder::new().name(&format!("{name}-{i}")).spawn(move || {
+            gate.acquire();
+            f(i)
+        }) {
+            Ok(h) => handles.push(h),
+            Err(e) => ut_fail!("spawning {}-{}: {}", name, i, e),
         }
-        ut_assert!(ukarch::irq::enabled(), "interrupts back on after release");
-        ut_assert_eq!(preempt_count(), base);
-        // Nested, released out of order: on again only after the last.
-        let other = lock_api::Mutex::<IrqSave<RawMcsLock>, ()>::new(());
-        let (ga, gb) = (SHARED.lock(), other.lock());
-        ut_assert_eq!(irq::depth(), 2);
-        drop(ga);
-        ut_assert!(!ukarch::irq::enabled(), "still off: one irqsave lock held");
-        drop(gb);
-        ut_assert!(ukarch::irq::enabled());
-        ut_assert_eq!(irq::depth(), 0);
-        // A failed try_lock restores at once.
-        let g = SHARED.lock();
-        ut_assert!(SHARED.try_lock().is_none());
-        ut_assert!(!ukarch::irq::enabled());
-        drop(g);
-        ut_assert!(ukarch::irq::enabled());
-        Ok(())
-    })
+    }
+    gate.release_n(n);
+    Ok(handles)
 }
-test_case!(irqsave_disables_and_restores_enabled);
 
-fn irqsave_keeps_disabled_disabled() -> TestResult {
-    static SHARED: SpinLockIrq<u32> = SpinLockIrq::new(0);
-    with_interrupts(false, || {
-        {
-            let _g = SHARED.lock();
-            ut_assert!(!ukarch::irq::enabled());
-        }
-        ut_assert!(!ukarch::irq::enabled(), "were disabled before: stay disabled");
-        Ok(())
-    })
+fn join_all<T: 'static>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+    handles.into_iter().map(JoinHandle::join).collect()
 }
-test_case!(irqsave_keeps_disabled_disabled);
 
-fn irqsave_rwlock() -> TestResult {
-    static TABLE: RwSpinLockIrq<[u8; 2]> = RwSpinLockIrq::new([0; 2]);
-    with_interrupts(true, || {
-        {
-            let (r1, r2) = (TABLE.read(), TABLE.read());
-            ut_assert!(!ukarch::irq::enabled());
-            ut_assert!(TABLE.try_write().is_none());
-            drop(r1);
-            ut_assert!(!ukarch::irq::enabled(), "a reader still holds it");
-            drop(r2);
+// ---------------------------------------------------------------------------
+// Mutex
+
+fn mutex_basics_and_owner() -> TestResult {
+    let m = Mutex::new(5u32);
+    let me = uksched::current().id();
+    {
+        let mut g = m.lock();
+        *g += 1;
+        // SAFETY: only reads the owner field.
+        ut_assert_eq!(unsafe { m.raw() }.owner(), Some(me), "the owner is the locking thread");
+        ut_assert!(
+            m.try_lock().is_none(),
+            "try_lock of a held mutex (no self-deadlock panic: it does not wait)"
+        );
+        ut_assert!(m.is_locked());
+    }
+    // SAFETY: only reads the owner field.
+    ut_assert_eq!(unsafe { m.raw() }.owner(), None);
+    ut_assert!(!m.is_locked());
+    ut_assert_eq!(m.try_lock_for(Duration::from_millis(1)).map(|g| *g), Some(6), "free: taken at once");
+    let g = crate::MutexGuard::map(m.lock(), |v| v);
+    ut_assert_eq!(*g, 6);
+    Ok(())
+}
+uktest::test_case!(mutex_basics_and_owner);
+
+/// 2 threads per CPU increment a plain counter under one mutex; each
+/// critical section is a read, a pause and a write (a lost update without
+/// mutual exclusion), and every 8th one yields while holding the lock, so
+/// threads on the same CPU meet it held and sleep.
+fn mutex_counts_exactly_on_every_cpu() -> TestResult {
+    let iters = scaled(2000) as u64;
+    struct Shared {
+        count: Mutex<u64>,
+        inside: AtomicU32,
+        overlaps: AtomicU32,
+        contended: AtomicU64,
+    }
+    let n = threads();
+    let s = Arc::new(Shared {
+        count: Mutex::new(0),
+        inside: AtomicU32::new(0),
+        overlaps: AtomicU32::new(0),
+        contended: AtomicU64::new(0),
+    });
+    let shared = s.clone();
+    let handles = spawn_n("mutex", n, move |_| {
+        let s = &shared;
+        for i in 0..iters {
+            let mut g = match s.count.try_lock() {
+                Some(g) => g,
+                None => {
+                    s.contended.fetch_add(1, Ordering::Relaxed);
+                    s.count.lock()
+                }
+            };
+            if s.inside.fetch_add(1, Ordering::Relaxed) != 0 {
+                s.overlaps.fetch_add(1, Ordering::Relaxed);
+            }
+            let v = *g;
+            for _ in 0..8 {
+                core::hint::spin_loop();
+            }
+            *g = v + 1;
+            if i % 8 == 0 {
+                uksched::yield_now();
+            }
+            s.inside.fetch_sub(1, Ordering::Relaxed);
+            drop(g);
         }
-        ut_assert!(ukarch::irq::enabled());
-        TABLE.write()[1] = 3;
-        ut_assert!(ukarch::irq::enabled());
-        ut_assert_eq!(TABLE.read()[1], 3);
-        Ok(())
     })?;
-    with_interrupts(false, || {
-        drop(TABLE.write());
-        drop(TABLE.read());
-        ut_assert!(!ukarch::irq::enabled());
-        Ok(())
-    })
+    join_all(handles);
+    ut_assert_eq!(s.overlaps.load(Ordering::Relaxed), 0, "two threads inside the critical section");
+    ut_assert_eq!(*s.count.lock(), n as u64 * iters, "lost updates");
+    ut_assert!(
+        s.contended.load(Ordering::Relaxed) > 0,
+        "the mutex was never contended: the test tested nothing"
+    );
+    ut_assert!(!s.count.is_locked());
+    report(format_args!(
+        "uklock: mutex: {} threads x {} increments, {} contended acquisitions",
+        n,
+        iters,
+        s.contended.load(Ordering::Relaxed)
+    ));
+    Ok(())
 }
-test_case!(irqsave_rwlock);
+uktest::test_case!(mutex_counts_exactly_on_every_cpu);
+
+/// A holder keeps the mutex; `try_lock_for` times out, not earlier than
+/// asked; once the holder releases, a waiting `try_lock_for` gets it.
+fn mutex_try_lock_for_times_out_then_succeeds() -> TestResult {
+    let shared = Arc::new((Mutex::new(0u32), Semaphore::new(0), Semaphore::new(0)));
+    let s = shared.clone();
+    let holder = spawn_n("holder", 1, move |_| {
+        let g = s.0.lock();
+        s.1.release(); // "I hold it"
+        // Hold it until told to release.
+        let told = s.2.acquire_timeout(LOST);
+        drop(g);
+        told
+    })?;
+    ut_assert!(shared.1.acquire_timeout(LOST), "the holder never reported");
+    let timeout = Duration::from_millis(20);
+    let start = uktime::now();
+    let got = shared.0.try_lock_for(timeout).is_some();
+    let took = start.elapsed();
+    ut_assert!(!got, "took a mutex another thread holds");
+    ut_assert!(took >= timeout, "try_lock_for gave up after {:?}, before its {:?}", took, timeout);
+    ut_assert!(took <= timeout + LATE, "the {:?} try_lock_for took {:?}", timeout, took);
+    // Now wait with a long timeout while the holder is told to release.
+    shared.2.release();
+    let start = uktime::now();
+    let got = shared.0.try_lock_for(LOST).map(|g| *g);
+    let took = start.elapsed();
+    ut_assert!(join_all(holder)[0], "the holder was not told to release");
+    ut_assert_eq!(got, Some(0), "not taken after the release ({:?})", took);
+    ut_assert!(took < LOST, "a released mutex took {:?}", took);
+    Ok(())
+}
+uktest::test_case!(mutex_try_lock_for_times_out_then_succeeds);
+
+// ---------------------------------------------------------------------------
+// Semaphore
+
+fn semaphore_counts() -> TestResult {
+    let s = Semaphore::new(2);
+    ut_assert!(s.try_acquire());
+    ut_assert!(s.try_acquire());
+    ut_assert!(!s.try_acquire());
+    ut_assert_eq!(s.available(), 0);
+    s.release_n(3);
+    ut_assert_eq!(s.available(), 3);
+    {
+        let _g = s.acquire_guard();
+        ut_assert_eq!(s.available(), 2);
+        match s.try_acquire_guard() {
+            Some(g2) => g2.forget(),
+            None => ut_fail!("a permit was available"),
+        }
+        ut_assert_eq!(s.available(), 1);
+    }
+    ut_assert_eq!(s.available(), 2, "the guard released, the forgotten one did not");
+    Ok(())
+}
+uktest::test_case!(semaphore_counts);
+
+/// A bounded buffer guarded by two semaphores (free slots, items): one
+/// producer and one consumer per CPU (at least two of each). Every item is
+/// consumed exactly once, the sum matches, the buffer never overflows, and
+/// both counts end where they started.
+fn semaphore_bounded_buffer_exact() -> TestResult {
+    const CAP: usize = 4;
+    let per_producer = scaled(1500);
+    struct Shared {
+        slots: Semaphore,
+        items: Semaphore,
+        buf: ukspin::SpinLock<VecDeque<u32>>,
+        seen: Vec<AtomicU8>,
+        overflow: AtomicBool,
+        lost: AtomicU32,
+        slow: AtomicU64,
+        consumed_sum: AtomicU64,
+    }
+    let pairs = threads() / 2;
+    let total = pairs * per_producer;
+    let s = Arc::new(Shared {
+        slots: Semaphore::new(CAP),
+        items: Semaphore::new(0),
+        buf: ukspin::SpinLock::new(VecDeque::with_capacity(CAP)),
+        seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
+        overflow: AtomicBool::new(false),
+        lost: AtomicU32::new(0),
+        slow: AtomicU64::new(0),
+        consumed_sum: AtomicU64::new(0),
+    });
+    // Counts waits that went to sleep, and waits that ran into LOST.
+    let acquire = |sem: &Semaphore, sh: &Shared| {
+        if !sem.try_acquire() {
+            sh.slow.fetch_add(1, Ordering::Relaxed);
+            while !sem.acquire_timeout(LOST) {
+                sh.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    let sh = s.clone();
+    let start = uktime::now();
+    // Threads 0..pairs produce, the others consume.
+    let handles = spawn_n("sem-buffer", 2 * pairs, move |i| {
+        let mut consumed = 0;
+        for k in 0..per_producer {
+            if i < pairs {
+                acquire(&sh.slots, &sh);
+                {
+                    let mut b = sh.buf.lock();
+                    if b.len() >= CAP {
+                        sh.overflow.store(true, Ordering::Relaxed);
+                    }
+                    b.push_back((i * per_producer + k) as u32);
+                }
+                sh.items.release();
+            } else {
+                acquire(&sh.items, &sh);
+                let item = sh.buf.lock().pop_front();
+                sh.slots.release();
+                if let Some(item) = item {
+                    sh.seen[item as usize].fetch_add(1, Ordering::Relaxed);
+                    sh.consumed_sum.fetch_add(u64::from(item), Ordering::Relaxed);
+                    consumed += 1;
+                }
+            }
+        }
+        consumed
+    })?;
+    let consumed: usize = join_all(handles).into_iter().sum();
+    let took = start.elapsed();
+    ut_assert_eq!(
+        s.lost.load(Ordering::Relaxed),
+        0,
+        "waits ran into their {:?} timeout (lost wake-ups)",
+        LOST
+    );
+    ut_assert!(!s.overflow.load(Ordering::Relaxed), "more than {} items in the buffer", CAP);
+    ut_assert_eq!(consumed, total, "an item permit without an item");
+    if let Some(i) = s.seen.iter().position(|c| c.load(Ordering::Relaxed) != 1) {
+        ut_fail!("item {} was consumed {} times", i, s.seen[i].load(Ordering::Relaxed));
+    }
+    let expected = (total as u64) * (total as u64 - 1) / 2;
+    ut_assert_eq!(s.consumed_sum.load(Ordering::Relaxed), expected);
+    ut_assert_eq!(s.slots.available(), CAP);
+    ut_assert_eq!(s.items.available(), 0);
+    ut_assert!(s.buf.lock().is_empty());
+    report(format_args!(
+        "uklock: semaphore: {} items through a {}-slot buffer in {} ms, {} acquisitions slept",
+        total,
+        CAP,
+        took.as_millis(),
+        s.slow.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(semaphore_bounded_buffer_exact);
+
+/// Nobody releases: `acquire_timeout` returns false, not before its
+/// timeout; a release from another thread ends a long one early.
+fn semaphore_acquire_timeout() -> TestResult {
+    let sem = Arc::new(Semaphore::new(0));
+    let timeout = Duration::from_millis(20);
+    let start = uktime::now();
+    let got = sem.acquire_timeout(timeout);
+    let took = start.elapsed();
+    ut_assert!(!got, "acquired a permit nobody released");
+    ut_assert!(took >= timeout, "acquire_timeout gave up after {:?}, before its {:?}", took, timeout);
+    ut_assert!(took <= timeout + LATE, "the {:?} acquire_timeout took {:?}", timeout, took);
+    ut_assert_eq!(sem.available(), 0);
+
+    let s = sem.clone();
+    let releaser = spawn_n("releaser", 1, move |_| {
+        uksched::sleep(Duration::from_millis(5));
+        s.release();
+    })?;
+    let start = uktime::now();
+    let got = sem.acquire_timeout(LOST);
+    let took = start.elapsed();
+    join_all(releaser);
+    ut_assert!(got, "the released permit was not acquired");
+    ut_assert!(took < LOST, "acquire_timeout took {:?}", took);
+    ut_assert_eq!(sem.available(), 0);
+    Ok(())
+}
+uktest::test_case!(semaphore_acquire_timeout);
+
+// ---------------------------------------------------------------------------
+// RwLock
+
+fn rwlock_basics() -> TestResult {
+    let l = RwLock::new(1u32);
+    {
+        let (a, b) = (l.read(), l.read());
+        ut_assert_eq!(*a + *b, 2);
+        // SAFETY: only reads the state.
+        ut_assert_eq!(unsafe { l.raw() }.readers(), 2);
+        ut_assert!(l.try_write().is_none());
+    }
+    {
+        let mut w = l.write();
+        *w = 3;
+        ut_assert!(l.try_read().is_none());
+        ut_assert!(l.try_write().is_none());
+        ut_assert!(l.is_locked_exclusive());
+    }
+    ut_assert_eq!(*l.read(), 3);
+    ut_assert!(!l.is_locked());
+    Ok(())
+}
+uktest::test_case!(rwlock_basics);
+
+/// Writers keep two fields equal (incrementing one, yielding, then the
+/// other); readers on every CPU check they are equal. Exact writer counts.
+fn rwlock_readers_never_see_a_torn_write() -> TestResult {
+    let writes = scaled(500) as u64;
+    let reads = scaled(1500) as u64;
+    struct Shared {
+        pair: RwLock<(u64, u64)>,
+        torn: AtomicU64,
+        readers_inside: AtomicU32,
+        max_readers: AtomicU32,
+        writer_with_readers: AtomicU32,
+    }
+    let n = threads() / 2;
+    let s = Arc::new(Shared {
+        pair: RwLock::new((0, 0)),
+        torn: AtomicU64::new(0),
+        readers_inside: AtomicU32::new(0),
+        max_readers: AtomicU32::new(0),
+        writer_with_readers: AtomicU32::new(0),
+    });
+    let sh = s.clone();
+    let writers = spawn_n("rw-writer", n, move |_| {
+        for i in 0..writes {
+            let mut g = sh.pair.write();
+            if sh.readers_inside.load(Ordering::Relaxed) != 0 {
+                sh.writer_with_readers.fetch_add(1, Ordering::Relaxed);
+            }
+            g.0 += 1;
+            if i % 4 == 0 {
+                uksched::yield_now(); // readers meet it write-locked
+            }
+            g.1 += 1;
+        }
+    })?;
+    let sh = s.clone();
+    let readers = spawn_n("rw-reader", n, move |_| {
+        for i in 0..reads {
+            let g = sh.pair.read();
+            let inside = sh.readers_inside.fetch_add(1, Ordering::Relaxed) + 1;
+            sh.max_readers.fetch_max(inside, Ordering::Relaxed);
+            if g.0 != g.1 {
+                sh.torn.fetch_add(1, Ordering::Relaxed);
+            }
+            if i % 4 == 0 {
+                uksched::yield_now(); // writers meet it read-locked
+            }
+            sh.readers_inside.fetch_sub(1, Ordering::Relaxed);
+            drop(g);
+        }
+    })?;
+    join_all(writers);
+    join_all(readers);
+    ut_assert_eq!(s.torn.load(Ordering::Relaxed), 0, "readers saw a half-done write");
+    ut_assert_eq!(s.writer_with_readers.load(Ordering::Relaxed), 0, "a writer got in beside readers");
+    let pair = *s.pair.read();
+    ut_assert_eq!(pair, (n as u64 * writes, n as u64 * writes), "lost writes");
+    report(format_args!(
+        "uklock: rwlock: {} writers x {}, {} readers x {}, up to {} readers inside at once",
+        n,
+        writes,
+        n,
+        reads,
+        s.max_readers.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(rwlock_readers_never_see_a_torn_write);
+
+/// Readers on every CPU keep the lock read-held (overlapping holds, each
+/// yielding while it holds): a writer still gets in, every time, in bounded
+/// time — new readers wait behind it.
+fn rwlock_writers_do_not_starve() -> TestResult {
+    let writes = scaled(50) as u32;
+    struct Shared {
+        lock: RwLock<u32>,
+        stop: AtomicBool,
+        reads: AtomicU64,
+    }
+    let s = Arc::new(Shared { lock: RwLock::new(0), stop: AtomicBool::new(false), reads: AtomicU64::new(0) });
+    let sh = s.clone();
+    let begin = uktime::now();
+    let readers = spawn_n("rw-stream", threads(), move |_| {
+        // Bounded, so that a starved writer fails the test instead of
+        // hanging it.
+        while !sh.stop.load(Ordering::Relaxed) && begin.elapsed() < 2 * LOST {
+            let g = sh.lock.read();
+            sh.reads.fetch_add(1, Ordering::Relaxed);
+            uksched::yield_now();
+            drop(g);
+        }
+    })?;
+    // Wait until the readers run.
+    let start = uktime::now();
+    while s.reads.load(Ordering::Relaxed) < 100 && start.elapsed() < LOST {
+        uksched::sleep(Duration::from_millis(1));
+    }
+    let start = uktime::now();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..writes {
+        let t = uktime::now();
+        *s.lock.write() += 1;
+        slowest = slowest.max(t.elapsed());
+        uksched::yield_now();
+    }
+    let took = start.elapsed();
+    s.stop.store(true, Ordering::Relaxed);
+    join_all(readers);
+    ut_assert_eq!(*s.lock.read(), writes);
+    ut_assert!(slowest < LOST, "a writer waited {:?} behind readers", slowest);
+    report(format_args!(
+        "uklock: rwlock: {} writes past a stream of readers in {} us (slowest {} us), {} reads",
+        writes,
+        took.as_micros(),
+        slowest.as_micros(),
+        s.reads.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(rwlock_writers_do_not_starve);
+
+// ---------------------------------------------------------------------------
+// Condvar
+
+/// A bounded buffer under a mutex with two condition variables and
+/// `notify_one` only (a lost wake-up would leave a thread asleep: every
+/// wait has a [`LOST`] timeout that counts as a failure). Producers and
+/// consumers, one each per CPU; every item consumed exactly once.
+fn condvar_bounded_buffer_exact() -> TestResult {
+    const CAP: usize = 3;
+    let per_producer = scaled(1500);
+    struct Shared {
+        buf: Mutex<VecDeque<u32>>,
+        not_full: Condvar,
+        not_empty: Condvar,
+        seen: Vec<AtomicU8>,
+        lost: AtomicU32,
+        overflow: AtomicBool,
+        sum: AtomicU64,
+        waits: AtomicU64,
+    }
+    let pairs = threads() / 2;
+    let total = pairs * per_producer;
+    let s = Arc::new(Shared {
+        buf: Mutex::new(VecDeque::with_capacity(CAP)),
+        not_full: Condvar::new(),
+        not_empty: Condvar::new(),
+        seen: (0..total).map(|_| AtomicU8::new(0)).collect(),
+        lost: AtomicU32::new(0),
+        overflow: AtomicBool::new(false),
+        sum: AtomicU64::new(0),
+        waits: AtomicU64::new(0),
+    });
+    let sh = s.clone();
+    let producers = spawn_n("cv-producer", pairs, move |p| {
+        for i in 0..per_producer {
+            let mut b = sh.buf.lock();
+            while b.len() >= CAP {
+                sh.waits.fetch_add(1, Ordering::Relaxed);
+                if sh.not_full.wait_timeout(&mut b, LOST).timed_out() {
+                    sh.lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            b.push_back((p * per_producer + i) as u32);
+            if b.len() > CAP {
+                sh.overflow.store(true, Ordering::Relaxed);
+            }
+            drop(b);
+            sh.not_empty.notify_one();
+        }
+    })?;
+    let sh = s.clone();
+    let consumers = spawn_n("cv-consumer", pairs, move |_| {
+        for _ in 0..per_producer {
+            let mut b = sh.buf.lock();
+            while b.is_empty() {
+                sh.waits.fetch_add(1, Ordering::Relaxed);
+                if sh.not_empty.wait_timeout(&mut b, LOST).timed_out() {
+                    sh.lost.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let item = b.pop_front().expect("not empty");
+            // Notify while holding the mutex this time (the other side
+            // notifies after releasing it): both must work.
+            sh.not_full.notify_one();
+            drop(b);
+            sh.seen[item as usize].fetch_add(1, Ordering::Relaxed);
+            sh.sum.fetch_add(u64::from(item), Ordering::Relaxed);
+        }
+    })?;
+    join_all(producers);
+    join_all(consumers);
+    ut_assert_eq!(
+        s.lost.load(Ordering::Relaxed),
+        0,
+        "waits ran into their {:?} timeout (lost wake-ups)",
+        LOST
+    );
+    ut_assert!(!s.overflow.load(Ordering::Relaxed));
+    if let Some(i) = s.seen.iter().position(|c| c.load(Ordering::Relaxed) != 1) {
+        ut_fail!("item {} was consumed {} times", i, s.seen[i].load(Ordering::Relaxed));
+    }
+    ut_assert_eq!(s.sum.load(Ordering::Relaxed), (total as u64) * (total as u64 - 1) / 2);
+    ut_assert!(s.buf.lock().is_empty());
+    ut_assert!(s.waits.load(Ordering::Relaxed) > 0, "nobody ever waited: the test tested nothing");
+    report(format_args!(
+        "uklock: condvar: {} items through a {}-slot buffer, {} waits",
+        total,
+        CAP,
+        s.waits.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(condvar_bounded_buffer_exact);
+
+/// Nobody notifies: `wait_timeout` times out, not before its timeout, with
+/// the mutex held again; `wait_timeout_while` too. A notification from
+/// another thread ends a long wait early.
+fn condvar_wait_timeout() -> TestResult {
+    let shared = Arc::new((Mutex::new(false), Condvar::new()));
+    let (m, cv) = (&shared.0, &shared.1);
+    let timeout = Duration::from_millis(20);
+    let mut g = m.lock();
+    let start = uktime::now();
+    let r = cv.wait_timeout(&mut g, timeout);
+    let took = start.elapsed();
+    ut_assert!(r.timed_out(), "woken with nobody notifying");
+    ut_assert!(took >= timeout, "wait_timeout returned after {:?}, before its {:?}", took, timeout);
+    ut_assert!(took <= timeout + LATE, "the {:?} wait_timeout took {:?}", timeout, took);
+    ut_assert!(m.is_locked(), "the mutex is held again");
+    // SAFETY: only reads the owner field.
+    ut_assert_eq!(unsafe { m.raw() }.owner(), Some(uksched::current().id()));
+
+    let start = uktime::now();
+    let r = cv.wait_timeout_while(&mut g, timeout, |ready| !*ready);
+    let took = start.elapsed();
+    ut_assert!(r.timed_out());
+    ut_assert!(took >= timeout, "wait_timeout_while returned after {:?}", took);
+    drop(g);
+
+    let sh = shared.clone();
+    let notifier = spawn_n("notifier", 1, move |_| {
+        uksched::sleep(Duration::from_millis(5));
+        *sh.0.lock() = true;
+        sh.1.notify_all()
+    })?;
+    let mut g = m.lock();
+    let start = uktime::now();
+    let r = cv.wait_timeout_while(&mut g, LOST, |ready| !*ready);
+    let took = start.elapsed();
+    drop(g);
+    join_all(notifier);
+    ut_assert!(!r.timed_out(), "the notification did not arrive ({:?})", took);
+    ut_assert!(took < LOST);
+    ut_assert!(!cv.notify_one(), "nobody waits any more");
+    Ok(())
+}
+uktest::test_case!(condvar_wait_timeout);
+
+/// Prints one line of figures on the platform console (uklock does not
+/// depend on ukconsole).
+fn report(args: core::fmt::Arguments<'_>) {
+    use core::fmt::Write;
+    let _ = writeln!(ukplat::console::Writer, "{args}");
+}

@@ -1,381 +1,198 @@
-//! # uklock — spinlocks
+//! # uklock — sleeping locks
 //!
-//! What it offers: the kernel's busy-waiting locks, as raw locks behind the
-//! standard [`lock_api`] interface, the kind chosen by configuration.
+//! What it offers: locks for **threads** that put a waiting thread to sleep
+//! on a scheduler wait queue ([`uksched::WaitQueue`]) instead of spinning,
+//! so the CPU runs other threads meanwhile — Unikraft's `uklock`
+//! (`uk_mutex`, `uk_semaphore`, `uk_rwlock`) on top of `uksched`. The
+//! mutexes are raw locks behind the standard [`lock_api`] interface.
 //!
-//! | kind (`uklock.spinlock`) | raw lock | fairness | uncontended acquire + release | under contention | bytes per lock |
-//! |---|---|---|---|---|---|
-//! | `tas` | [`RawTasLock`] | none: the fastest CAS after a release wins | 1 atomic RMW (`lock cmpxchg`) + a plain store | waiters spin reading the shared byte and retry with exponential backoff (1 → 1024 `pause`s); every release starts a race for the line | 1 |
-//! | `ticket` (default) | [`RawTicketLock`] | FIFO | 1 atomic RMW (`lock xadd`) + a plain store | waiters spin on one shared `serving` counter: each hand-off sends the line to every waiter (O(n)); proportional backoff thins the reads | 8 |
-//! | `mcs` | [`RawMcsLock`] | FIFO | 2 atomic RMWs (`xchg`, `lock cmpxchg`) + per-CPU node bookkeeping (plain loads/stores) | each waiter spins on its own queue node: O(1) line transfers per hand-off, whatever the number of waiters | 16, plus 8 × 16-byte nodes per CPU in all |
-//! | — | [`RawRwSpinLock`] | writer preference (a waiting writer stops new readers) | read: 2 RMWs; write: `lock cmpxchg` + 1 RMW | readers share; writers spin until readers drain | 4 |
+//! | type | what | uncontended cost | fairness |
+//! |---|---|---|---|
+//! | [`Mutex<T>`] (+ [`MutexGuard`], [`MappedMutexGuard`]) over [`RawMutex`] | mutual exclusion; owner-checked; timed (`try_lock_for`/`try_lock_until`) | lock: 1 `lock cmpxchg` + the owner id (a few plain loads, a plain store); unlock: the owner id again, a compare, 1 `xchg` | none (barging, as Linux's): a released lock goes to whoever swaps first, and a woken sleeper that loses queues again at the back — a thread re-taking the lock in a loop can hold sleepers off |
+//! | [`RwLock<T>`] (+ read/write guards, mapped guards) over [`RawRwLock`] | readers share, a writer is alone | read: a load + 1 `lock cmpxchg`, unlock 1 `lock xadd`; write: 1 `lock cmpxchg` + the owner store, unlock 1 `lock xadd` | writer-preferring: a waiting writer stops new readers, so writers never starve (readers may, under a stream of writers) |
+//! | [`Semaphore`] (+ [`SemaphoreGuard`]) | counting: `acquire`, `try_acquire`, `acquire_timeout`, `release(_n)` | acquire: a load + 1 `lock cmpxchg`; release: 1 `lock xadd` + a load | none, as for the mutex: a permit goes to whoever takes it first |
+//! | [`Condvar`] ([`WaitTimeoutResult`]) | wait for a condition under a [`Mutex`] | notify with nobody waiting: a load | FIFO wake-ups (the wait queue's order) |
 //!
-//! Every acquisition (shared or exclusive) also raises this CPU's
-//! preemption counter ([`ukplat::cpu::preempt_disable`], a non-atomic `add`
-//! on `gs:`) until its release, as Linux's `spin_lock` does: a preemptive
-//! scheduler must not switch away from a thread holding a spinlock, or
-//! other CPUs would spin for a whole time slice. The raw locks also work
-//! without lock_api (inherent `lock`/`try_lock`/`unlock`).
+//! The contended paths sleep on a [`uksched::WaitQueue`] (its spinlock, a
+//! list insertion, a context switch) after a short spin (100 reads of the
+//! lock word: the holder may be about to release it on another CPU); a
+//! release that may have sleepers wakes one (or, for readers, all). All
+//! types are `const`-constructible (usable in `static`s) and `no_std`; the
+//! guards are `!Send` (a lock is released by the thread that took it —
+//! threads, and their guards, may move between CPUs freely).
 //!
-//! | type | what |
-//! |---|---|
-//! | [`SpinLock<T>`] (+ [`SpinLockGuard`], [`MappedSpinLockGuard`]) | `lock_api::Mutex` over [`RawSpinLock`], the configured kind |
-//! | [`TasLock<T>`], [`TicketLock<T>`], [`McsLock<T>`] | a mutex of one kind, whatever the configuration |
-//! | [`SpinLockIrq<T>`] (+ guards) | [`SpinLock`] taken with interrupts disabled ([`IrqSave`]) |
-//! | [`RwSpinLock<T>`] (+ guards), [`RwSpinLockIrq<T>`] | `lock_api::RwLock` over [`RawRwSpinLock`], plain and irqsave |
-//! | [`IrqSave<R>`] | wraps any raw mutex or rwlock: Linux's `spin_lock_irqsave` |
-//! | [`McsNode`], [`RawMcsLock::lock_with`] | MCS with the caller's queue node |
-//! | [`irq`] | the nested interrupt disabling behind [`IrqSave`] |
+//! ```no_run
+//! use uklock::{Condvar, Mutex, RwLock, Semaphore};
 //!
-//! All are `const`-constructible (usable in `static`s) and `no_std`; the
-//! guards are `!Send` (the preemption counter and interrupt state belong to
-//! the CPU that took the lock).
+//! static COUNT: Mutex<u64> = Mutex::new(0);
+//! let workers: Vec<_> = (0..4).map(|_| uksched::spawn(|| *COUNT.lock() += 1)).collect();
+//! workers.into_iter().for_each(|w| w.join());
+//! assert_eq!(*COUNT.lock(), 4);
 //!
-//! ```
-//! use uklock::{SpinLock, RwSpinLock};
+//! static CONFIG: RwLock<u32> = RwLock::new(1);
+//! *CONFIG.write() = 2;
+//! assert_eq!(*CONFIG.read(), 2);
 //!
-//! static COUNTER: SpinLock<u64> = SpinLock::new(0);
-//! *COUNTER.lock() += 1;
+//! static SLOTS: Semaphore = Semaphore::new(3);
+//! let _slot = SLOTS.acquire_guard();
+//! assert_eq!(SLOTS.available(), 2);
 //!
-//! // lock_api's guards map to a part of the data:
-//! static PAIR: SpinLock<(u32, u32)> = SpinLock::new((0, 0));
-//! let mut second = uklock::SpinLockGuard::map(PAIR.lock(), |pair| &mut pair.1);
-//! *second = 5;
-//! drop(second);
-//! assert_eq!(*PAIR.lock(), (0, 5));
-//!
-//! static CONFIG: RwSpinLock<[u8; 4]> = RwSpinLock::new(*b"ukrs");
-//! assert_eq!(&*CONFIG.read(), b"ukrs");
-//! ```
-//!
-//! ## Choosing the kind at build time
-//!
-//! `uklock.spinlock` in the app's TOML (or `--set uklock.spinlock=mcs`)
-//! picks the algorithm behind [`RawSpinLock`] — and so behind every
-//! [`SpinLock`] and [`SpinLockIrq`] in the image — with no code change. The
-//! choice is resolved by the type system, at compile time: the configured
-//! `ukconfig::uklock::SPINLOCK` is turned into a number by a `const fn`
-//! ([`select::index`]), which is the const-generic argument of a selector
-//! type whose trait implementation names the raw lock:
-//!
-//! ```text
-//! pub type RawSpinLock =
-//!     <select::Kind<{ select::index(ukconfig::uklock::SPINLOCK) }> as select::SelectRaw>::Raw;
+//! static READY: Mutex<bool> = Mutex::new(false);
+//! static CHANGED: Condvar = Condvar::new();
+//! let waiter = uksched::spawn(|| {
+//!     let mut ready = READY.lock();
+//!     CHANGED.wait_while(&mut ready, |r| !*r);
+//! });
+//! *READY.lock() = true;
+//! CHANGED.notify_all();
+//! waiter.join();
 //! ```
 //!
-//! So only the chosen algorithm's code is instantiated and linked. Each
-//! kind's contended path is an out-of-line function named after it —
-//! `tas_lock_contended`, `ticket_lock_contended`,
-//! `mcs_lock_contended`/`mcs_unlock_contended` (and
-//! `rwlock_read_contended`/`rwlock_write_contended` for the rwlock) — so the
-//! image's symbol table shows which algorithm it contains (e.g.
-//! `nm image | grep _contended`), in a multi-CPU image: with one CPU no
-//! algorithm is linked at all (below). An image that also names other kinds
-//! explicitly ([`TicketLock`], [`McsLock`], ...; uklock's own in-guest tests
-//! do) links their paths too; [`select::configured_name`] links exactly one
-//! marker function, `uklock_configured_spinlock_is_{tas,ticket,mcs}`, named
-//! after the configured kind.
+//! ## No lost wake-ups
 //!
-//! ## One CPU
+//! Every sleeping path uses [`uksched::WaitQueue::wait_with`]: the thread
+//! is put on the queue *first*, then it re-checks the lock word (or, for
+//! the condition variable, releases the mutex), and sleeps only if nothing
+//! changed. A releaser changes the word *first*, then looks at the queue.
+//! Either the check sees the release, or the releaser finds the sleeper —
+//! the futex contract, with the wait queue's lock in the futex bucket's
+//! place. Timed waits end either by a wake-up or by the timer, never both
+//! (the wait queue guarantees it), so a thread that times out never takes
+//! a wake-up meant for another.
 //!
-//! Built for the guest with `platform.cpus = 1` ([`SINGLE_CPU`]), there is
-//! no other CPU to exclude: a spinlock only has to keep this CPU's other
-//! threads out (preemption disabled) and, for [`IrqSave`], its interrupt
-//! handlers (interrupts disabled). Every lock then compiles down to that
-//! control plus a *held* flag kept in the lock word with plain loads and
-//! stores — no atomic read-modify-write, no spinning. The flag costs two
-//! `mov`s and catches the one bug spinning would have turned into a hang,
-//! and skipping the lock would have turned into silent corruption: taking a
-//! lock the same CPU already holds (an interrupt handler taking a non-irqsave
-//! lock that the code it interrupted holds, or a recursive call). With one
-//! CPU nobody else can ever release it, so it panics at once:
-//! `uklock: ticket spinlock at 0x… taken again while this CPU holds it
-//! (self-deadlock: with one CPU nobody else can release it)`. `try_lock` of
-//! a held lock returns `false`, as usual. Host builds (tests, which are
-//! multi-threaded) always use the real algorithms.
+//! ## Owner checks
+//!
+//! A [`Mutex`] (and a [`RwLock`] taken for writing) records the id of the
+//! thread holding it. Locking it again in the same thread would sleep
+//! forever; instead it panics:
+//! ``uklock: thread `NAME` (id N) locks a Mutex it already holds
+//! (self-deadlock)``. Unlocking it from another thread (possible only through
+//! the raw lock, or a guard smuggled across threads with `unsafe`) panics
+//! too: ``uklock: thread `NAME` (id N) unlocks a Mutex held by thread id M``.
+//! The panic report's location is the caller's `lock()` (or raw `unlock`,
+//! `force_unlock`) call.
+//! The id comes from [`uksched::try_current_id`]: the CPU's current-thread
+//! pointer read with preemption disabled for two loads (a non-atomic
+//! increment and decrement of the per-CPU preemption counter, no reference
+//! count touched; no thread yet: None). So the check costs
+//! that plus a plain store on lock and a compare on unlock, no atomic
+//! read-modify-write; the self-deadlock test itself is on the contended
+//! path only (a relock always finds the lock taken). A lock taken before
+//! the scheduler started (boot code at an early init level,
+//! single-threaded) is held by the pseudo-thread `u64::MAX`, which the
+//! checks accept as anybody.
 //!
 //! ## Rules
 //!
-//! * Do not sleep, block or yield while holding a spinlock.
-//! * Data shared with interrupt handlers: [`SpinLockIrq`] / [`IrqSave`]
-//!   (see there); otherwise the plain locks.
-//! * Release on the CPU that acquired (guards are `!Send`).
-//! * A CPU may hold several locks at once (MCS: up to
-//!   [`MCS_NODES_PER_CPU`] held or awaited, counting interrupt handlers);
-//!   take them in a consistent order.
-//! * No recursive locking; for [`RwSpinLock`] not even two read locks of
-//!   the same lock (a waiting writer would be stuck between them) —
-//!   except in interrupt handlers, whose readers pass a waiting writer.
+//! * **Not in interrupt handlers**: an interrupt has no thread to put to
+//!   sleep, and the holder it interrupted could never release the lock.
+//!   A contended lock there makes the scheduler panic, naming the thread.
+//!   Use a `ukspin::SpinLockIrq` for data shared with handlers.
+//! * **Not while holding a spinlock** (or in a `uksched::preempt::Guard`):
+//!   a thread cannot sleep with preemption disabled. The uncontended path
+//!   would pass, the first contended one panics in the scheduler (``tried
+//!   to block, sleep or yield with preemption disabled``) — so do not rely
+//!   on it passing. Taking a spinlock *while holding* a sleeping lock is fine.
+//! * No recursion: not a [`Mutex`] twice (panics), not a [`RwLock`] read
+//!   twice in one thread (a waiting writer in between deadlocks both).
+//! * Locks are taken by threads: after the scheduler started
+//!   ([`uksched::started`]), except uncontended locks in early boot code.
+//! * Under `uksched.policy = coop` a thread that never blocks or yields
+//!   keeps its CPU: a holder that spins waiting for a waiter on the same
+//!   CPU deadlocks. Block (these locks, a wait queue) or yield instead.
 //!
-//! **Needs:** `ukplat` (preemption counter, per-CPU data, CPU index,
-//! interrupt nesting), `ukarch` (interrupt flag, `pause`), `ukconfig`. In
-//! the guest the locks use the per-CPU header (GS), so a CPU may take them
-//! once the platform ran `ukplat::cpu::init_this_cpu` on it — before any
-//! library code, by the platform's contract.
+//! ## Layering
 //!
-//! **Config options:** `spinlock` (`tas` | `ticket` | `mcs`, default
-//! `ticket`): the kind behind [`RawSpinLock`]. The platform's `cpus` option
-//! also matters (one CPU: see above).
+//! `ukspin` (spinlocks) → `uksched` (threads, run queues, wait queues) →
+//! `uklock` (sleeping locks). The scheduler's run and wait queues are
+//! protected by spinlocks, which therefore cannot depend on the scheduler;
+//! sleeping locks block threads on the scheduler's wait queues, so they
+//! depend on it. One crate holding both would depend on the scheduler and
+//! the scheduler on it — a cycle Cargo rejects — so the busy-waiting locks
+//! live in `ukspin`, below the scheduler, and the sleeping ones here, above
+//! it. Which to use: a spinlock for short sections, data shared with
+//! interrupt handlers and code below the scheduler; a sleeping lock for
+//! sections that may be long or may block (allocate, wait, sleep), among
+//! threads.
 //!
-//! **Why these crates:** [`lock_api`] is the interface `spin` and
-//! `parking_lot` implement: writing only the raw lock (a few unsafe
-//! methods) gets the whole safe API — `Mutex<R, T>` / `RwLock<R, T>`,
-//! RAII guards, mapped guards, `try_lock`, `get_mut`, `into_inner` — and any
-//! code generic over `R: RawMutex` (a library that wants "some lock") works
-//! with every kind here. 0.4 is what the ecosystem uses. [`loom`] (only in
-//! `cfg(loom)` builds, `RUSTFLAGS="--cfg loom" cargo test -p uklock --release
-//! --test loom`) model-checks the ticket, MCS, TAS and rwlock algorithms: it
-//! runs small multi-threaded tests under every interleaving and every
-//! outcome the C++/Rust memory model allows for the chosen orderings,
-//! catching ordering bugs that x86's strong memory model would hide in
-//! testing.
+//! **Needs:** `uksched` (wait queues, the current thread), `ukspin` (the
+//! wait queues' locks), `ukplat` (interrupt nesting), `uktime` (deadlines),
+//! `ukarch` (the in-guest tests: which hypervisor runs them). The in-guest
+//! tests (`guest_tests.rs`, feature `uktest`) run in the `sched` app: with
+//! `uktest.filter=uklock::`, `cargo xtask run --app sched --smp N --set
+//! uksched.policy=coop|preempt` runs only them.
 //!
-//! **Layering:** `ukarch` → platform services (`ukplat` per-CPU data,
-//! `apic`) → `uklock` (these spinlocks) → the scheduler. Sleeping locks
-//! (a `Mutex` and a `Semaphore` that block the thread on a wait queue
-//! instead of spinning) are not here yet: they need the scheduler's wait
-//! queues, which themselves use these spinlocks, and will be added to this
-//! crate behind a feature once the scheduler exists.
+//! **Config options:** none. The scheduler's `uksched.policy` does not
+//! change these locks.
 //!
-//! [`loom`]: https://docs.rs/loom
+//! **Why `lock_api`:** as for `ukspin`: implementing the raw lock gets the
+//! whole safe API (guards, mapped guards, `try_lock_for`, `get_mut`,
+//! `into_inner`) and code generic over `lock_api::RawMutex` accepts these
+//! locks as well as the spinlocks.
 #![cfg_attr(not(test), no_std)]
 
-#[cfg(all(feature = "uktest", not(loom)))]
+mod condvar;
+#[cfg(feature = "uktest")]
 mod guest_tests;
-pub mod irq;
-#[cfg(not(loom))]
-mod irqsave;
-mod mcs;
+mod mutex;
 mod rwlock;
-mod sync;
-mod tas;
-#[cfg(all(test, not(loom)))]
+mod semaphore;
+#[cfg(test)]
 mod tests;
-mod ticket;
 
-#[cfg(not(loom))]
-pub use irqsave::IrqSave;
-pub use mcs::{MCS_NODES_PER_CPU, McsNode, RawMcsLock};
-pub use rwlock::RawRwSpinLock;
-pub use tas::{RawTasLock, TAS_BACKOFF_MAX, TAS_BACKOFF_MIN};
-pub use ticket::{RawTicketLock, TICKET_BACKOFF_MAX, TICKET_PAUSES_PER_WAITER};
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use lock_api;
+pub use mutex::{MappedMutexGuard, Mutex, MutexGuard, RawMutex};
+pub use rwlock::{
+    MappedRwLockReadGuard, MappedRwLockWriteGuard, RawRwLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+pub use semaphore::{Semaphore, SemaphoreGuard};
 
-/// The configured kind (`uklock.spinlock`), the one behind [`RawSpinLock`].
-pub const KIND: ukconfig::uklock::Spinlock = ukconfig::uklock::SPINLOCK;
+/// "Held by no thread" in an owner field.
+pub(crate) const NO_THREAD: u64 = 0;
 
-/// Whether the locks run in one-CPU mode: built for the guest
-/// (`target_os = "none"`) with `platform.cpus = 1`. Then they reduce to
-/// preemption/interrupt control and a held flag (see the crate
-/// documentation, "One CPU"). Always `false` on the host.
-pub const SINGLE_CPU: bool = cfg!(all(target_os = "none", not(loom))) && ukplat::cpu::CONFIGURED_CPUS == 1;
+/// The pseudo-thread holding locks taken before the scheduler started
+/// (thread ids count from 1 and never reach it).
+pub(crate) const BEFORE_SCHEDULER: u64 = u64::MAX;
 
-/// Compile-time selection of the raw lock named by the configuration.
-pub mod select {
-    use ukconfig::uklock::Spinlock;
-
-    /// A kind as a type: `Kind<{ index(kind) }>`.
-    #[derive(Debug)]
-    pub struct Kind<const K: u8>;
-
-    /// Maps a [`Kind`] to its raw lock.
-    pub trait SelectRaw {
-        /// The raw lock of this kind.
-        type Raw;
-        /// The kind's configuration name, returned by an out-of-line
-        /// function named after it (see [`configured_name`]; `black_box`
-        /// keeps the optimiser from folding the call away).
-        fn name() -> &'static str;
-    }
-
-    impl SelectRaw for Kind<0> {
-        type Raw = crate::RawTasLock;
-        fn name() -> &'static str {
-            uklock_configured_spinlock_is_tas()
-        }
-    }
-
-    impl SelectRaw for Kind<1> {
-        type Raw = crate::RawTicketLock;
-        fn name() -> &'static str {
-            uklock_configured_spinlock_is_ticket()
-        }
-    }
-
-    impl SelectRaw for Kind<2> {
-        type Raw = crate::RawMcsLock;
-        fn name() -> &'static str {
-            uklock_configured_spinlock_is_mcs()
-        }
-    }
-
-    #[inline(never)]
-    fn uklock_configured_spinlock_is_tas() -> &'static str {
-        core::hint::black_box(crate::RawTasLock::NAME)
-    }
-
-    #[inline(never)]
-    fn uklock_configured_spinlock_is_ticket() -> &'static str {
-        core::hint::black_box(crate::RawTicketLock::NAME)
-    }
-
-    #[inline(never)]
-    fn uklock_configured_spinlock_is_mcs() -> &'static str {
-        core::hint::black_box(crate::RawMcsLock::NAME)
-    }
-
-    /// The configured kind's name, through the selector: the image links
-    /// exactly one of the functions `uklock_configured_spinlock_is_{tas,
-    /// ticket,mcs}` — a symbol-table marker of the selection even in an
-    /// image that also uses the other kinds explicitly (as uklock's own
-    /// in-guest tests do), where all `*_contended` paths are present.
-    ///
-    /// ```
-    /// assert_eq!(uklock::select::configured_name(), uklock::KIND.as_str());
-    /// ```
-    pub fn configured_name() -> &'static str {
-        <Kind<{ index(ukconfig::uklock::SPINLOCK) }> as SelectRaw>::name()
-    }
-
-    /// The selector number of a kind (explicit, so reordering the choices
-    /// in Kconfig.toml cannot change the mapping).
-    pub const fn index(kind: Spinlock) -> u8 {
-        match kind {
-            Spinlock::Tas => 0,
-            Spinlock::Ticket => 1,
-            Spinlock::Mcs => 2,
-        }
-    }
-
-    /// The configuration name of a raw lock type, for reports.
-    ///
-    /// ```
-    /// assert_eq!(uklock::select::name_of::<uklock::RawMcsLock>(), Some("mcs"));
-    /// assert_eq!(uklock::select::name_of::<uklock::RawSpinLock>(), Some(uklock::KIND.as_str()));
-    /// ```
-    pub fn name_of<R: 'static>() -> Option<&'static str> {
-        use core::any::TypeId;
-        let id = TypeId::of::<R>();
-        [
-            (TypeId::of::<crate::RawTasLock>(), crate::RawTasLock::NAME),
-            (TypeId::of::<crate::RawTicketLock>(), crate::RawTicketLock::NAME),
-            (TypeId::of::<crate::RawMcsLock>(), crate::RawMcsLock::NAME),
-        ]
-        .into_iter()
-        .find_map(|(kind, name)| (kind == id).then_some(name))
-    }
+/// The running thread's id, or [`BEFORE_SCHEDULER`] where no thread runs
+/// yet: `uksched::try_current_id` (the per-CPU current thread pointer read
+/// with preemption disabled — no reference count touched).
+#[inline]
+pub(crate) fn current_thread_id() -> u64 {
+    uksched::try_current_id().unwrap_or(BEFORE_SCHEDULER)
 }
 
-/// The raw spinlock of the configured kind (`uklock.spinlock`):
-/// [`RawTasLock`], [`RawTicketLock`] or [`RawMcsLock`], resolved at compile
-/// time.
-///
-/// ```
-/// // Host builds see the declared default, `ticket`, unless built with an
-/// // app's configuration.
-/// let expected = match uklock::KIND {
-///     ukconfig::uklock::Spinlock::Tas => "uklock::tas::RawTasLock",
-///     ukconfig::uklock::Spinlock::Ticket => "uklock::ticket::RawTicketLock",
-///     ukconfig::uklock::Spinlock::Mcs => "uklock::mcs::RawMcsLock",
-/// };
-/// assert_eq!(core::any::type_name::<uklock::RawSpinLock>(), expected);
-/// ```
-pub type RawSpinLock =
-    <select::Kind<{ select::index(ukconfig::uklock::SPINLOCK) }> as select::SelectRaw>::Raw;
+/// The calling thread, for reports (None before the scheduler started or
+/// in an interrupt handler).
+fn reporter() -> Option<uksched::Thread> {
+    (uksched::started() && !ukplat::cpu::in_interrupt()).then(uksched::current)
+}
 
-/// A mutex over the configured spinlock kind.
-///
-/// ```
-/// static TOTAL: uklock::SpinLock<u64> = uklock::SpinLock::new(0);
-/// {
-///     let mut total = TOTAL.lock();
-///     *total += 2;
-///     assert!(TOTAL.try_lock().is_none(), "held");
-/// }
-/// assert_eq!(TOTAL.try_lock().map(|t| *t), Some(2));
-/// ```
-#[cfg(not(loom))]
-pub type SpinLock<T> = lock_api::Mutex<RawSpinLock, T>;
-/// The guard of a [`SpinLock`].
-#[cfg(not(loom))]
-pub type SpinLockGuard<'a, T> = lock_api::MutexGuard<'a, RawSpinLock, T>;
-/// A [`SpinLockGuard`] mapped to part of the data.
-#[cfg(not(loom))]
-pub type MappedSpinLockGuard<'a, T> = lock_api::MappedMutexGuard<'a, RawSpinLock, T>;
+/// The name and id of a [`reporter`].
+fn name_and_id(t: &Option<uksched::Thread>) -> (&str, u64) {
+    t.as_ref().map_or(("(no thread)", BEFORE_SCHEDULER), |t| (t.name(), t.id()))
+}
 
-/// A mutex over [`RawTasLock`], whatever the configuration.
-#[cfg(not(loom))]
-pub type TasLock<T> = lock_api::Mutex<RawTasLock, T>;
-/// A mutex over [`RawTicketLock`], whatever the configuration.
-#[cfg(not(loom))]
-pub type TicketLock<T> = lock_api::Mutex<RawTicketLock, T>;
-/// A mutex over [`RawMcsLock`], whatever the configuration.
-#[cfg(not(loom))]
-pub type McsLock<T> = lock_api::Mutex<RawMcsLock, T>;
+/// The self-deadlock report.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn self_deadlock(what: &str) -> ! {
+    let me = reporter();
+    let (name, id) = name_and_id(&me);
+    panic!("uklock: thread `{name}` (id {id}) locks a {what} it already holds (self-deadlock)")
+}
 
-/// The configured spinlock, taken with interrupts disabled.
-#[cfg(not(loom))]
-pub type RawSpinLockIrq = IrqSave<RawSpinLock>;
-/// A mutex over the configured spinlock, taken with interrupts disabled
-/// (Linux's `spin_lock_irqsave`): for data shared with interrupt handlers.
-///
-/// ```
-/// static EVENTS: uklock::SpinLockIrq<u32> = uklock::SpinLockIrq::new(0);
-/// *EVENTS.lock() += 1; // interrupts off while the guard lives
-/// assert!(uklock::irq::enabled());
-/// ```
-#[cfg(not(loom))]
-pub type SpinLockIrq<T> = lock_api::Mutex<RawSpinLockIrq, T>;
-/// The guard of a [`SpinLockIrq`].
-#[cfg(not(loom))]
-pub type SpinLockIrqGuard<'a, T> = lock_api::MutexGuard<'a, RawSpinLockIrq, T>;
-/// A [`SpinLockIrqGuard`] mapped to part of the data.
-#[cfg(not(loom))]
-pub type MappedSpinLockIrqGuard<'a, T> = lock_api::MappedMutexGuard<'a, RawSpinLockIrq, T>;
-
-/// A reader-writer spinlock ([`RawRwSpinLock`]).
-///
-/// ```
-/// static TABLE: uklock::RwSpinLock<[u16; 4]> = uklock::RwSpinLock::new([0; 4]);
-/// TABLE.write()[1] = 9;
-/// let reader = TABLE.read();
-/// assert!(TABLE.try_write().is_none(), "a reader holds it");
-/// assert_eq!(TABLE.try_read().map(|t| t[1]), Some(9), "readers share");
-/// drop(reader);
-/// ```
-#[cfg(not(loom))]
-pub type RwSpinLock<T> = lock_api::RwLock<RawRwSpinLock, T>;
-/// A read guard of a [`RwSpinLock`].
-#[cfg(not(loom))]
-pub type RwSpinLockReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwSpinLock, T>;
-/// The write guard of a [`RwSpinLock`].
-#[cfg(not(loom))]
-pub type RwSpinLockWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwSpinLock, T>;
-/// A [`RwSpinLockReadGuard`] mapped to part of the data.
-#[cfg(not(loom))]
-pub type MappedRwSpinLockReadGuard<'a, T> = lock_api::MappedRwLockReadGuard<'a, RawRwSpinLock, T>;
-/// A [`RwSpinLockWriteGuard`] mapped to part of the data.
-#[cfg(not(loom))]
-pub type MappedRwSpinLockWriteGuard<'a, T> = lock_api::MappedRwLockWriteGuard<'a, RawRwSpinLock, T>;
-
-/// The reader-writer spinlock, taken with interrupts disabled.
-#[cfg(not(loom))]
-pub type RawRwSpinLockIrq = IrqSave<RawRwSpinLock>;
-/// A reader-writer spinlock taken with interrupts disabled, shared or
-/// exclusive (Linux's `read_lock_irqsave`/`write_lock_irqsave`).
-///
-/// ```
-/// static STATS: uklock::RwSpinLockIrq<u64> = uklock::RwSpinLockIrq::new(0);
-/// *STATS.write() += 1;
-/// let (a, b) = (STATS.read(), STATS.read());
-/// assert!(!uklock::irq::enabled());
-/// drop((a, b));
-/// assert!(uklock::irq::enabled());
-/// ```
-#[cfg(not(loom))]
-pub type RwSpinLockIrq<T> = lock_api::RwLock<RawRwSpinLockIrq, T>;
-/// A read guard of a [`RwSpinLockIrq`].
-#[cfg(not(loom))]
-pub type RwSpinLockIrqReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwSpinLockIrq, T>;
-/// The write guard of a [`RwSpinLockIrq`].
-#[cfg(not(loom))]
-pub type RwSpinLockIrqWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwSpinLockIrq, T>;
+/// The wrong-thread unlock report.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn not_the_owner(what: &str, owner: u64) -> ! {
+    let me = reporter();
+    let (name, id) = name_and_id(&me);
+    if owner == NO_THREAD {
+        panic!("uklock: thread `{name}` (id {id}) unlocks a {what} that is not locked");
+    }
+    panic!("uklock: thread `{name}` (id {id}) unlocks a {what} held by thread id {owner}")
+}

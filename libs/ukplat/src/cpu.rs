@@ -227,8 +227,8 @@ pub fn preempt_disable() {
 }
 
 /// Lowers this CPU's preemption counter; when it reaches zero with a
-/// reschedule requested, calls the hook registered with
-/// [`set_resched_hook`].
+/// reschedule requested and interrupts enabled, calls the hook registered
+/// with [`set_resched_hook`].
 ///
 /// # Panics
 /// On the host, when the counter is already zero (a mismatched call). In
@@ -248,7 +248,9 @@ pub fn preempt_enable() {
     };
     #[cfg(not(target_os = "none"))]
     let now_zero = host::preempt_add(-1) == 0;
-    if now_zero && this_local().need_resched.load(Ordering::Relaxed) != 0 {
+    // Interrupts disabled: the code that disabled them does not want to
+    // switch (the next interrupt return or `preempt_enable` will).
+    if now_zero && this_local().need_resched.load(Ordering::Relaxed) != 0 && interrupts_enabled() {
         resched();
     }
 }
@@ -325,7 +327,19 @@ pub fn request_resched(cpu: CpuIndex) {
 
 /// Clears this CPU's reschedule request; returns whether one was pending.
 pub fn take_resched_request() -> bool {
-    this_local().need_resched.swap(0, Ordering::AcqRel) != 0
+    let flag = &this_local().need_resched;
+    // A plain load first: the common case (no request) costs no locked
+    // instruction.
+    flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::AcqRel) != 0
+}
+
+/// Whether interrupts are enabled (always "yes" on the host).
+#[inline(always)]
+fn interrupts_enabled() -> bool {
+    #[cfg(target_os = "none")]
+    return ukarch::irq::enabled();
+    #[cfg(not(target_os = "none"))]
+    true
 }
 
 #[cold]
@@ -360,6 +374,25 @@ pub fn irq_enter() {
 #[inline(always)]
 pub fn irq_exit() {
     this_local().irq_depth.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// The preemption point on the way back from an interrupt. The platform's
+/// trap path calls it after [`irq_exit`], still with interrupts disabled,
+/// passing whether the interrupted code had them enabled. When that code
+/// was preemptible — interrupts enabled, not itself an interrupt handler,
+/// preemption counter zero — and a reschedule is requested on this CPU, it
+/// calls the hook registered with [`set_resched_hook`], which may switch to
+/// another thread; the interrupted one resumes when it is switched back to.
+#[inline(always)]
+pub fn preempt_on_irq_return(interrupts_were_enabled: bool) {
+    let local = this_local();
+    if interrupts_were_enabled
+        && local.irq_depth.load(Ordering::Relaxed) == 0
+        && preempt_count() == 0
+        && local.need_resched.load(Ordering::Relaxed) != 0
+    {
+        resched();
+    }
 }
 
 // ---------------------------------------------------------------------------

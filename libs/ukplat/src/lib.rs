@@ -14,6 +14,7 @@
 //! | parked secondary CPUs | (parks them at boot) | [`cpu::release_secondaries`] |
 //! | trap dispatch | (calls [`irq::handler`] for every trap) | [`irq::register`], [`irq::allocate`] |
 //! | interrupt controller | — (the `apic` library: [`irq::register_controller`]) | [`irq::eoi`], [`irq::route_isa_irq`] |
+//! | fault explanations in fatal #PF/#DF reports | (calls [`fault::explain`] from its report) | [`fault::register_explainer`] |
 //!
 //! After platform initialisation the platform calls [`enter_main`], which hands
 //! control to the boot library's entry point (`__ukplat_main`, defined by
@@ -45,6 +46,7 @@ pub mod boot;
 pub mod console;
 pub mod cpu;
 pub mod exit;
+pub mod fault;
 pub mod irq;
 
 pub use boot::{BootInfo, MemoryKind, MemoryRegion, PhysRange, PmTimer, boot_info};

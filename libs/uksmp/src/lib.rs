@@ -9,7 +9,10 @@
 //! * the **idle loop** of the secondary CPUs, which halts (`sti; hlt`)
 //!   until an interrupt, and [`wake`], which ends a CPU's halt with an IPI
 //!   ([`is_idle`] tells whether it is halted, [`wakeups`] counts how often
-//!   it woke);
+//!   it woke); [`kick`] interrupts a CPU whether idle or not;
+//! * for a scheduler: [`idle_halt`], one step of an idle loop that pairs
+//!   with [`wake`] (no lost wake-up), and [`set_idle_takeover`], which turns
+//!   the secondary CPUs' idle loops into the scheduler's idle threads;
 //! * the release of the parked secondary CPUs at boot (init level
 //!   `ukboot::priority::SMP`): after it every CPU is [`online`].
 //!
@@ -338,15 +341,23 @@ pub fn run_on_all_nowait(f: impl Fn(CpuIndex) + Send + Sync + 'static) {
 ///
 /// Publish the work the CPU should find before calling `wake`: the store
 /// of the work, the fence here and the idle loop's announcement (a
-/// sequentially consistent store before it halts) pair up Dekker-style, so
-/// either the CPU sees the work before halting or `wake` sees it idle and
-/// interrupts the halt.
+/// sequentially consistent store before it checks for work and halts, see
+/// [`idle_halt`]) pair up Dekker-style, so either the CPU sees the work
+/// before halting or `wake` sees it idle and interrupts the halt.
 pub fn wake(cpu: CpuIndex) {
     core::sync::atomic::fence(Ordering::SeqCst);
     if cpu != this_cpu() && IDLE.get_for(cpu).load(Ordering::SeqCst) {
-        let apic_id = ukplat::cpu::local(cpu).apic_id();
-        apic::ipi::send_vector(apic::ipi::Destination::Apic(apic_id), vector::WAKEUP);
+        kick(cpu);
     }
+}
+
+/// Sends CPU `cpu` the wake-up IPI whether or not it is idle: a busy CPU
+/// takes the interrupt and, on its way back, passes the scheduler's
+/// preemption point (`ukplat::cpu::request_resched` first, to make it
+/// switch). The interrupt's handler only acknowledges it.
+pub fn kick(cpu: CpuIndex) {
+    let apic_id = ukplat::cpu::local(cpu).apic_id();
+    apic::ipi::send_vector(apic::ipi::Destination::Apic(apic_id), vector::WAKEUP);
 }
 
 /// Whether CPU `cpu` is halted in its idle loop.
@@ -359,19 +370,50 @@ pub fn wakeups(cpu: CpuIndex) -> u64 {
     WAKEUPS.get_for(cpu).load(Ordering::Relaxed)
 }
 
-/// The idle loop: halts with interrupts enabled until an interrupt (a
-/// call, a [`wake`]), counts the wake-up, halts again. Interrupt handlers
-/// (the call IPI's included) do the work.
-pub fn idle_loop() -> ! {
+/// One idle step of this CPU: announces it idle (for [`wake`]), asks
+/// `has_work` — which must read the work that wakers publish before they
+/// call [`wake`] — and halts unless it said yes, until an interrupt. Call
+/// with interrupts disabled; returns with them disabled, the CPU no longer
+/// announced idle. A scheduler's idle thread loops on it.
+pub fn idle_halt(has_work: impl FnOnce() -> bool) {
     let idle = IDLE.get();
-    let wakeups = WAKEUPS.get();
-    loop {
-        ukarch::irq::disable();
-        idle.store(true, Ordering::SeqCst);
+    idle.store(true, Ordering::SeqCst);
+    if !has_work() {
         ukarch::irq::enable_and_halt();
         ukarch::irq::disable();
-        idle.store(false, Ordering::Relaxed);
-        wakeups.fetch_add(1, Ordering::Relaxed);
+        WAKEUPS.get().fetch_add(1, Ordering::Relaxed);
+    }
+    idle.store(false, Ordering::Relaxed);
+}
+
+/// What the idle loops become once a scheduler takes the CPUs over (a
+/// `fn() -> !`), or null.
+static TAKEOVER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Hands every CPU's idle loop to `entry`: each CPU halted in
+/// [`idle_loop`] calls it (with interrupts disabled) at its next wake-up,
+/// and it never returns — the scheduler turns the idle loop's context into
+/// that CPU's idle thread. Call [`wake`] (or broadcast the wake-up IPI)
+/// afterwards to make the halted CPUs notice.
+pub fn set_idle_takeover(entry: fn() -> !) {
+    TAKEOVER.store(entry as *mut (), Ordering::Release);
+}
+
+/// The idle loop: halts with interrupts enabled until an interrupt (a
+/// call, a [`wake`]), counts the wake-up, halts again. Interrupt handlers
+/// (the call IPI's included) do the work. Once a scheduler registered with
+/// [`set_idle_takeover`], the loop jumps into it instead.
+pub fn idle_loop() -> ! {
+    loop {
+        ukarch::irq::disable();
+        let takeover = TAKEOVER.load(Ordering::Acquire);
+        if !takeover.is_null() {
+            // SAFETY: only `set_idle_takeover` stores here, always a
+            // `fn() -> !`; fn and data pointers have the same size on x86_64.
+            let entry = unsafe { core::mem::transmute::<*mut (), fn() -> !>(takeover) };
+            entry();
+        }
+        idle_halt(|| !TAKEOVER.load(Ordering::Acquire).is_null());
     }
 }
 

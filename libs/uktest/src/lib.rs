@@ -47,9 +47,10 @@
 //! `ukconsole`: that crate registers its own tests here, and Cargo forbids
 //! the dependency cycle, so the runner writes to the platform console.
 //!
-//! **Config options:** `filter` (run only tests whose name contains the text;
-//! `uktest.filter=TEXT` on the kernel command line overrides it),
-//! `fail_fast` (stop at the first failure).
+//! **Config options:** `filter` (run only tests whose name contains one of
+//! a comma-separated list of texts, e.g. `"sched::,uklock::"` — see
+//! [`selects`]; empty: all; `uktest.filter=TEXT` on the kernel command line
+//! overrides it), `fail_fast` (stop at the first failure).
 //!
 //! **Why `linkme`:** test cases are registered from the crates that define
 //! them, without a central list, collected by the linker into one slice (as
@@ -63,7 +64,7 @@ mod runner;
 pub use failure::{Failure, MESSAGE_CAPACITY, Message};
 #[doc(hidden)]
 pub use linkme;
-pub use runner::{Options, Summary, run};
+pub use runner::{Options, Summary, run, selects};
 
 /// What a test function returns: `Ok(())` or the first failed assertion.
 pub type TestResult = Result<(), Failure>;
@@ -260,7 +261,8 @@ macro_rules! ut_fail {
 
 /// Runs every registered test with the filter and `fail_fast` from the
 /// configuration (`uktest.filter=TEXT` on the command line overrides the
-/// configured filter), printing to the platform console. Returns the exit
+/// configured filter; both are comma-separated lists, see [`selects`]),
+/// printing to the platform console. Returns the exit
 /// status: 0 when at least one test ran and all passed, else 1.
 pub fn run_all() -> i32 {
     let cmdline = ukplat::boot_info().cmdline;

@@ -7,7 +7,9 @@ use crate::TestCase;
 /// How to run.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options<'a> {
-    /// Run only the tests whose name contains this text (empty: all).
+    /// Run only the tests whose name contains one of these texts, separated
+    /// by commas (`"sched::,uklock::"`); empty (or only commas): all. See
+    /// [`selects`].
     pub filter: &'a str,
     /// Stop after the first failing test.
     pub fail_fast: bool,
@@ -42,6 +44,33 @@ impl Summary {
     }
 }
 
+/// Whether `filter` selects the test named `name`: the filter is a
+/// comma-separated list of substrings, and a test is selected when its name
+/// contains any of them. Blanks around a pattern are ignored, and so are
+/// empty patterns; a filter with no pattern at all selects every test.
+///
+/// ```
+/// use uktest::selects;
+/// assert!(selects("uksched::guest_tests::join", "sched::,uklock::"));
+/// assert!(selects("uklock::guest_tests::mutex", "sched::, uklock::"));
+/// assert!(!selects("uktime::guest_tests::tick", "sched::,uklock::"));
+/// assert!(selects("anything", ""));
+/// assert!(selects("anything", " , "));
+/// ```
+pub fn selects(name: &str, filter: &str) -> bool {
+    selects_all(filter) || patterns(filter).any(|p| name.contains(p))
+}
+
+/// The filter's non-empty patterns.
+fn patterns(filter: &str) -> impl Iterator<Item = &str> {
+    filter.split(',').map(str::trim).filter(|p| !p.is_empty())
+}
+
+/// Whether the filter has no pattern (selects every test).
+fn selects_all(filter: &str) -> bool {
+    patterns(filter).next().is_none()
+}
+
 /// The selected tests in name order (ties: registration order), without
 /// allocation: each step picks the smallest key above the previous one.
 fn in_name_order<'t>(tests: &'t [TestCase], filter: &'t str) -> impl Iterator<Item = &'t TestCase> + 't {
@@ -51,7 +80,7 @@ fn in_name_order<'t>(tests: &'t [TestCase], filter: &'t str) -> impl Iterator<It
         let next = tests
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.name.contains(filter))
+            .filter(|(_, t)| selects(t.name, filter))
             .filter(|&e| last.is_none_or(|l| key(e) > l))
             .min_by_key(|&e| key(e))?;
         last = Some(key(next));
@@ -81,7 +110,7 @@ pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Su
     // they are ignored (the platform console never fails).
     let filter = options.filter;
     let mut summary = Summary { registered: tests.len(), ..Summary::default() };
-    summary.selected = tests.iter().filter(|t| t.name.contains(filter)).count();
+    summary.selected = tests.iter().filter(|t| selects(t.name, filter)).count();
     summary.filtered_out = summary.registered - summary.selected;
 
     if summary.selected == 0 {
@@ -103,7 +132,7 @@ pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Su
         return summary;
     }
 
-    if filter.is_empty() {
+    if selects_all(filter) {
         let _ = writeln!(out, "uktest: running {} tests", summary.selected);
     } else {
         let _ = writeln!(
@@ -219,6 +248,48 @@ mod tests {
         assert_eq!(l[0], "uktest: running 2 of 4 tests (filter \"pass\")");
         assert_eq!(l[l.len() - 2], "uktest: 2 filtered out by \"pass\"");
         assert_eq!(l[l.len() - 1], "2 passed, 0 failed");
+    }
+
+    #[test]
+    fn a_comma_separated_filter_selects_tests_matching_any_pattern() {
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: "b::,c::", fail_fast: false }, &mut out);
+        assert_eq!((s.selected, s.passed, s.failed, s.filtered_out), (2, 1, 1, 2));
+        let l = lines(&out);
+        assert_eq!(l[0], "uktest: running 2 of 4 tests (filter \"b::,c::\")");
+        assert!(l[1].starts_with("test b::pass ... ok ("), "{}", l[1]);
+        assert!(l[2].starts_with("test c::fail_msg ... FAILED at "), "{}", l[2]);
+        assert_eq!(l[3], "uktest: 2 filtered out by \"b::,c::\"");
+
+        // Overlapping patterns select a test once; blanks and empty
+        // patterns are ignored.
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: " a:: , ,::pass,", fail_fast: false }, &mut out);
+        assert_eq!((s.selected, s.passed, s.failed, s.filtered_out), (3, 2, 1, 1));
+        assert!(!out.contains("c::fail_msg"), "{out}");
+
+        // Only separators: no pattern, every test.
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: ", ,", fail_fast: false }, &mut out);
+        assert_eq!((s.selected, s.filtered_out), (4, 0));
+        assert_eq!(lines(&out)[0], "uktest: running 4 tests");
+
+        // A list that matches nothing is a failure like a single pattern.
+        let mut out = String::new();
+        let s = run(&cases(), &Options { filter: "x::,y::", fail_fast: false }, &mut out);
+        assert_eq!((s.selected, s.exit_code()), (0, 1));
+        assert!(out.contains("the filter \"x::,y::\" matches none of the 4 registered tests"), "{out}");
+    }
+
+    #[test]
+    fn selects_matches_any_pattern_of_the_list() {
+        assert!(selects("sched::threads::join", "sched::"));
+        assert!(selects("uklock::guest_tests::mutex", "sched::,uklock::,ukvmem::"));
+        assert!(selects("ukvmem::guest_tests::reuse", "sched::, uklock:: ,ukvmem::"));
+        assert!(!selects("uktime::guest_tests::tick", "sched::,uklock::,ukvmem::"));
+        assert!(!selects("a", "b"));
+        assert!(selects("a", ""));
+        assert!(selects("a", ","));
     }
 
     #[test]

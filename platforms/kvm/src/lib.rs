@@ -84,6 +84,9 @@ mod entry {
         ukplat::console::register(&serial::COM1_CONSOLE);
         ukplat::exit::register(shutdown::exit);
         crate::trap::init();
+        // Before any library init: x87/SSE (and AVX where offered) usable,
+        // in the initial state; after the IDT so a fault here is reported.
+        ukarch::fpu::init_this_cpu();
         let boot_apic_id = ukarch::cpu::apic_id();
         // SAFETY: the boot CPU is CPU 0; interrupts are disabled; the GDT
         // load (which nulls GS) is done.

@@ -41,9 +41,11 @@
     orl $((1 << 8) | (1 << 11)), %eax
     wrmsr
 
-    /* CR0: PG, WP, NE, MP, PE; clear EM and TS */
+    /* CR0: PG, WP, NE, MP, PE; clear EM and TS, and CD and NW: an AP
+     * leaves INIT with caching disabled (CR0 = 0x60000010), and nothing
+     * else would ever enable it */
     movl %cr0, %eax
     orl $((1 << 31) | (1 << 16) | (1 << 5) | (1 << 1) | 1), %eax
-    andl $~((1 << 2) | (1 << 3)), %eax
+    andl $~((1 << 30) | (1 << 29) | (1 << 2) | (1 << 3)), %eax
     movl %eax, %cr0
 .endm

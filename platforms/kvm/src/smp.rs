@@ -309,6 +309,9 @@ mod start {
         // SAFETY: first thing on this CPU, interrupts disabled (the
         // trampoline ran `cli`), before its GS base is set.
         unsafe { crate::trap::init_secondary(tables) };
+        // Same FPU/SSE/AVX configuration as the boot CPU (after the IDT, so
+        // a fault here is reported).
+        ukarch::fpu::init_this_cpu();
         // SAFETY: this CPU is CPU `index` (found by its APIC id above);
         // interrupts are disabled.
         unsafe { ukplat::cpu::init_this_cpu(index, apic_id) };

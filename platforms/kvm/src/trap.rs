@@ -38,10 +38,18 @@
 //! backtrace (frame pointers): 0x... 0x...
 //! ```
 //!
-//! The CR2 line appears for #PF only, with the error code decoded; for #TS,
-//! #NP, #SS and #GP a non-zero error code is decoded as a selector on the
-//! `error code` line; an access to page 0 adds a `hint:` line. Vectors 32–255
-//! without a handler report as `*** UNHANDLED INTERRUPT`.
+//! The CR2 line appears for #PF, with the error code decoded, and for #DF
+//! (the last page-fault address: a #PF whose own delivery faulted, as on a
+//! stack overflow into an unmapped guard page, becomes a #DF on the IST
+//! stack and leaves its address there); for #TS, #NP, #SS and #GP a non-zero
+//! error code is decoded as a selector on the `error code` line; an access
+//! to page 0 adds a `hint:` line. Vectors 32–255 without a handler report as
+//! `*** UNHANDLED INTERRUPT`.
+//!
+//! For #PF and #DF the register dump is followed by the lines of the fault
+//! explainers libraries registered with `ukplat::fault::register_explainer`
+//! (e.g. `ukvmem`'s `stack overflow: 0x... is in the guard page below the
+//! stack 0x...-0x...`), then the backtrace.
 //!
 //! A fault while reporting must not loop: a nesting counter makes the second
 //! level print one line through the plainest path (no `core::fmt`) and exit,
@@ -206,6 +214,9 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
             ukplat::cpu::irq_enter();
             handler(frame);
             ukplat::cpu::irq_exit();
+            // A preemptive scheduler switches threads here, when the
+            // handler asked for it and the interrupted code allows it.
+            ukplat::cpu::preempt_on_irq_return(frame.interrupts_were_enabled());
         }
         Some(handler) => handler(frame),
         None => fatal(frame),
@@ -240,8 +251,11 @@ impl ReportingCpu {
 /// Reports an unhandled trap and exits; never returns.
 fn fatal(frame: &TrapFrame) -> ! {
     let vector = frame.vector();
-    // CR2 first, before anything else can fault and overwrite it.
-    let cr2 = if vector == vector::PAGE_FAULT { ukarch::regs::cr2() } else { 0 };
+    // CR2 first, before anything else can fault and overwrite it. A #DF
+    // keeps it too: when a #PF could not be delivered (its frame landed on
+    // an unmapped page, as on a stack overflow into a guard page) CR2 holds
+    // the address of that second page fault.
+    let cr2 = if reads_cr2(vector) { ukarch::regs::cr2() } else { 0 };
     let depth = FATAL_DEPTH.fetch_add(1, Ordering::AcqRel);
     if depth == 0 {
         REPORTING_CPU.claim();
@@ -261,6 +275,12 @@ fn fatal(frame: &TrapFrame) -> ! {
                 None => (usize::MAX, ukarch::cpu::apic_id()),
             };
             let _ = write_report(&mut ukplat::console::Writer, frame, cpu, apic_id, &regs);
+            if reads_cr2(vector) {
+                // Libraries that know what the address means (a guard page,
+                // a thread's stack) add their lines.
+                let info = fault_info(frame, cr2, ukplat::cpu::try_this_cpu());
+                ukplat::fault::explain(&info, &mut ukplat::console::Writer);
+            }
             let mut frames = [0u64; MAX_BACKTRACE];
             // SAFETY: `read_stack_word` is only called on addresses that
             // `walk_frame_pointers` checked to be aligned and inside the
@@ -340,6 +360,25 @@ pub const fn vector_name(vector: u8) -> (&'static str, &'static str) {
 #[cfg(test)]
 const fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
+}
+
+/// Whether the fatal path reads CR2 for `vector` (and shows it, and asks
+/// the fault explainers): #PF, and #DF, which a #PF whose delivery faulted
+/// again turns into.
+const fn reads_cr2(vector: u8) -> bool {
+    matches!(vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
+}
+
+/// What the fault explainers get for a fatal trap.
+fn fault_info(frame: &TrapFrame, cr2: u64, cpu: Option<usize>) -> ukplat::fault::FaultInfo {
+    ukplat::fault::FaultInfo {
+        vector: frame.vector(),
+        error_code: frame.error_code,
+        rip: frame.rip,
+        rsp: frame.rsp,
+        cr2,
+        cpu,
+    }
 }
 
 /// Whether `vector`'s error code is a selector error code.
@@ -476,7 +515,7 @@ impl fmt::Display for SelectorError {
 pub struct ControlRegs {
     /// CR0.
     pub cr0: u64,
-    /// CR2 (meaningful for #PF only).
+    /// CR2 (read for #PF and #DF only, else 0).
     pub cr2: u64,
     /// CR3.
     pub cr3: u64,
@@ -518,6 +557,12 @@ pub fn write_report(
         if regs.cr2 < 0x1000 {
             writeln!(w, "hint: the address is in page 0: a null-pointer dereference")?;
         }
+    } else if vector == vector::DOUBLE_FAULT {
+        writeln!(
+            w,
+            "CR2: {:#018x} (last page-fault address: where a #PF that could not be delivered faulted, e.g. a stack overflow)",
+            regs.cr2
+        )?;
     }
     let gprs: [(&str, u64); 15] = [
         ("RAX", frame.rax),
@@ -795,6 +840,35 @@ CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020
         assert!(
             out.starts_with("*** UNHANDLED INTERRUPT (vector 40, external interrupt) on CPU 3 (APIC id 7)\n")
         );
+    }
+
+    #[test]
+    fn report_for_double_fault_shows_cr2() {
+        let mut out = String::new();
+        let regs = ControlRegs { cr2: 0x100_0000_0ff8, ..ControlRegs::default() };
+        write_report(&mut out, &sample_frame(8, 0), 0, 0, &regs).unwrap();
+        assert!(out.starts_with("*** CPU EXCEPTION #DF (vector 8, double fault) on CPU 0 (APIC id 0)\n"));
+        assert!(out.contains("\nCR2: 0x0000010000000ff8 (last page-fault address: "));
+        assert!(!out.contains("hint:"));
+    }
+
+    #[test]
+    fn explainers_get_the_frame_and_cr2() {
+        assert!(reads_cr2(vector::PAGE_FAULT) && reads_cr2(vector::DOUBLE_FAULT));
+        assert!(!reads_cr2(vector::GENERAL_PROTECTION) && !reads_cr2(6) && !reads_cr2(32));
+        let info = fault_info(&sample_frame(8, 0), 0x1234, Some(2));
+        assert_eq!(
+            info,
+            ukplat::fault::FaultInfo {
+                vector: 8,
+                error_code: 0,
+                rip: 0x10_2345,
+                rsp: 0x12_3f50,
+                cr2: 0x1234,
+                cpu: Some(2)
+            }
+        );
+        assert_eq!(fault_info(&sample_frame(14, 2), 0, None).error_code, 2);
     }
 
     #[test]

@@ -1193,7 +1193,10 @@ fn real_errors() {
     );
     let e = real_err(&format!("{hello}[libraries.ukfoo]\n"), &[]);
     assert!(e.starts_with("x.toml: libraries.ukfoo: unknown library; known: "), "{e}");
-    assert!(e.contains("apic, ukalloc, ukarch, ukboot, ukconsole, uklock, ukplat"), "{e}");
+    assert!(
+        e.contains("apic, ukalloc, ukarch, ukboot, ukconsole, uklock, ukplat, uksched, uksmp, ukspin"),
+        "{e}"
+    );
     assert_eq!(
         real_err(&format!("{hello}heap_limit_kib = \"x\"\n"), &[]),
         "x.toml: libraries.ukalloc.heap_limit_kib: expected an integer, found string \"x\" (allowed: 0..=4194304)"

@@ -33,7 +33,7 @@ use crate::sync::{preempt_off, preempt_on};
 /// On the host the interrupt flag is simulated per thread (see [`irq`]).
 ///
 /// ```
-/// use uklock::{IrqSave, RawMcsLock, SpinLockIrq, irq};
+/// use ukspin::{IrqSave, RawMcsLock, SpinLockIrq, irq};
 ///
 /// static SHARED_WITH_HANDLER: SpinLockIrq<u32> = SpinLockIrq::new(0);
 /// assert!(irq::enabled());

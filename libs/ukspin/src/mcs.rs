@@ -17,7 +17,7 @@ pub const MCS_NODES_PER_CPU: usize = 8;
 /// uses the caller's.
 ///
 /// ```
-/// use uklock::{McsNode, RawMcsLock};
+/// use ukspin::{McsNode, RawMcsLock};
 ///
 /// static LOCK: RawMcsLock = RawMcsLock::new();
 /// let node = McsNode::new();
@@ -102,9 +102,9 @@ impl core::fmt::Debug for McsNode {
 ///
 /// ```
 /// use lock_api::RawMutex;
-/// use uklock::{McsNode, RawMcsLock};
+/// use ukspin::{McsNode, RawMcsLock};
 ///
-/// static LIST: uklock::McsLock<[u8; 3]> = uklock::McsLock::new([1, 2, 3]);
+/// static LIST: ukspin::McsLock<[u8; 3]> = ukspin::McsLock::new([1, 2, 3]);
 /// LIST.lock().reverse();
 /// assert_eq!(*LIST.lock(), [3, 2, 1]);
 ///
@@ -133,7 +133,7 @@ pub struct RawMcsLock {
 }
 
 impl RawMcsLock {
-    /// The configuration name of this kind (`uklock.spinlock = "mcs"`).
+    /// The configuration name of this kind (`ukspin.kind = "mcs"`).
     pub const NAME: &'static str = "mcs";
 
     const_fn! {
@@ -428,7 +428,7 @@ mod per_cpu {
     #[inline(never)]
     fn exhausted() -> ! {
         panic!(
-            "uklock: CPU {} holds or awaits more than {MCS_NODES_PER_CPU} MCS locks at once \
+            "ukspin: CPU {} holds or awaits more than {MCS_NODES_PER_CPU} MCS locks at once \
              (MCS_NODES_PER_CPU)",
             ukplat::cpu::this_cpu()
         )
@@ -438,7 +438,7 @@ mod per_cpu {
     #[inline(never)]
     fn foreign_node() -> ! {
         panic!(
-            "uklock: MCS lock released on CPU {} but taken on another CPU \
+            "ukspin: MCS lock released on CPU {} but taken on another CPU \
              (or unlocked without being locked)",
             ukplat::cpu::this_cpu()
         )

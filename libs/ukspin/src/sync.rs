@@ -125,7 +125,7 @@ pub(crate) fn preempt_on() {
 #[track_caller]
 pub(crate) fn self_deadlock(kind: &str, lock: *const ()) -> ! {
     panic!(
-        "uklock: {kind} spinlock at {lock:p} taken again while this CPU holds it \
+        "ukspin: {kind} spinlock at {lock:p} taken again while this CPU holds it \
          (self-deadlock: with one CPU nobody else can release it)"
     )
 }

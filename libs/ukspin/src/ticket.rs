@@ -43,7 +43,7 @@ pub const TICKET_BACKOFF_MAX: u32 = 1024;
 ///
 /// ```
 /// use lock_api::{RawMutex, RawMutexFair};
-/// use uklock::RawTicketLock;
+/// use ukspin::RawTicketLock;
 ///
 /// let raw = RawTicketLock::new();
 /// raw.lock();
@@ -52,7 +52,7 @@ pub const TICKET_BACKOFF_MAX: u32 = 1024;
 /// unsafe { raw.unlock_fair() };
 /// assert!(!raw.is_locked());
 ///
-/// static TABLE: uklock::TicketLock<[u32; 4]> = uklock::TicketLock::new([0; 4]);
+/// static TABLE: ukspin::TicketLock<[u32; 4]> = ukspin::TicketLock::new([0; 4]);
 /// TABLE.lock()[2] = 7;
 /// assert_eq!(TABLE.lock()[2], 7);
 /// ```
@@ -63,7 +63,7 @@ pub struct RawTicketLock {
 }
 
 impl RawTicketLock {
-    /// The configuration name of this kind (`uklock.spinlock = "ticket"`).
+    /// The configuration name of this kind (`ukspin.kind = "ticket"`).
     pub const NAME: &'static str = "ticket";
 
     const_fn! {

@@ -38,7 +38,7 @@ pub const TAS_BACKOFF_MAX: u32 = 1024;
 ///
 /// ```
 /// use lock_api::RawMutex;
-/// use uklock::RawTasLock;
+/// use ukspin::RawTasLock;
 ///
 /// static RAW: RawTasLock = RawTasLock::new();
 /// RAW.lock();
@@ -46,8 +46,8 @@ pub const TAS_BACKOFF_MAX: u32 = 1024;
 /// // SAFETY: locked just above, on this thread.
 /// unsafe { RAW.unlock() };
 ///
-/// // Usually through lock_api's Mutex (alias uklock::TasLock):
-/// static COUNTER: uklock::TasLock<u64> = uklock::TasLock::new(0);
+/// // Usually through lock_api's Mutex (alias ukspin::TasLock):
+/// static COUNTER: ukspin::TasLock<u64> = ukspin::TasLock::new(0);
 /// *COUNTER.lock() += 1;
 /// assert_eq!(*COUNTER.lock(), 1);
 /// ```
@@ -56,7 +56,7 @@ pub struct RawTasLock {
 }
 
 impl RawTasLock {
-    /// The configuration name of this kind (`uklock.spinlock = "tas"`).
+    /// The configuration name of this kind (`ukspin.kind = "tas"`).
     pub const NAME: &'static str = "tas";
 
     const_fn! {

@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-//!     cargo test -p uklock --release --test loom
+//!     cargo test -p ukspin --release --test loom
 //! ```
 //!
 //! loom runs each model under every thread interleaving (up to a bound on
@@ -18,7 +18,7 @@
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
-use uklock::{McsNode, RawMcsLock, RawRwSpinLock, RawTasLock, RawTicketLock};
+use ukspin::{McsNode, RawMcsLock, RawRwSpinLock, RawTasLock, RawTicketLock};
 
 /// A model builder bounded to `LOOM_MAX_PREEMPTIONS`, or 3.
 fn model(f: impl Fn() + Sync + Send + 'static) {

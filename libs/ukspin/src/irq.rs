@@ -57,12 +57,12 @@ pub fn depth() -> u32 {
 /// [`pop_off`]); guards nest.
 ///
 /// ```
-/// let before = uklock::irq::enabled();
+/// let before = ukspin::irq::enabled();
 /// {
-///     let _off = uklock::irq::PushOffGuard::new();
-///     assert!(!uklock::irq::enabled());
+///     let _off = ukspin::irq::PushOffGuard::new();
+///     assert!(!ukspin::irq::enabled());
 /// }
-/// assert_eq!(uklock::irq::enabled(), before);
+/// assert_eq!(ukspin::irq::enabled(), before);
 /// ```
 #[must_use = "interrupts are restored when the guard is dropped"]
 pub struct PushOffGuard {
@@ -95,7 +95,7 @@ impl Drop for PushOffGuard {
 #[cold]
 #[inline(never)]
 fn unbalanced() -> ! {
-    panic!("uklock: pop_off without push_off (an interrupt-saving lock released twice, or on another CPU)")
+    panic!("ukspin: pop_off without push_off (an interrupt-saving lock released twice, or on another CPU)")
 }
 
 #[cfg(all(target_os = "none", not(loom)))]
@@ -202,13 +202,13 @@ pub mod host {
     /// `sti`/`cli` would do in the guest), to test code that depends on it.
     ///
     /// ```
-    /// uklock::irq::host::set_enabled(false);
-    /// let lock = uklock::SpinLockIrq::new(());
+    /// ukspin::irq::host::set_enabled(false);
+    /// let lock = ukspin::SpinLockIrq::new(());
     /// {
     ///     let _guard = lock.lock();
-    ///     assert!(!uklock::irq::enabled());
+    ///     assert!(!ukspin::irq::enabled());
     /// }
-    /// assert!(!uklock::irq::enabled(), "was disabled before: stays disabled");
+    /// assert!(!ukspin::irq::enabled(), "was disabled before: stays disabled");
     /// ```
     pub fn set_enabled(on: bool) {
         super::imp::set_enabled(on);

@@ -1,0 +1,179 @@
+//! The condition variable.
+//!
+//! A waiter, holding the mutex, puts itself on the condition variable's
+//! wait queue and only *then* releases the mutex (in the queue's
+//! `before_sleep` step), then sleeps. A notifier that changed the state
+//! under the mutex and notifies after taking it (or while holding it) can
+//! therefore not miss the waiter: the waiter was queued before the mutex
+//! was free. `sleepers` counts threads between registering and waking, so
+//! a notification with nobody waiting is one load.
+
+use crate::mutex::{MutexGuard, RawMutex};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+use uksched::{Instant, WaitQueue, WaitResult};
+
+/// Whether a timed wait on a [`Condvar`] ended by its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// True when the wait ended because the timeout passed (for the
+    /// `*_while` forms: and the condition still held).
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// A condition variable for this crate's [`Mutex`](crate::Mutex): a thread
+/// waits (releasing the mutex while it sleeps) until another notifies it.
+/// Wake-ups may be spurious — always re-check the condition, or use
+/// [`wait_while`](Self::wait_while).
+///
+/// ```no_run
+/// use uklock::{Condvar, Mutex};
+///
+/// static QUEUE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// static NOT_EMPTY: Condvar = Condvar::new();
+///
+/// let consumer = uksched::spawn(|| {
+///     let mut q = QUEUE.lock();
+///     NOT_EMPTY.wait_while(&mut q, |q| q.is_empty());
+///     q.pop()
+/// });
+/// QUEUE.lock().push(42);
+/// NOT_EMPTY.notify_one();
+/// assert_eq!(consumer.join(), Some(42));
+///
+/// // With a timeout, when nobody notifies:
+/// let mut q = QUEUE.lock();
+/// let r = NOT_EMPTY.wait_timeout_while(&mut q, core::time::Duration::from_millis(2), |q| q.is_empty());
+/// assert!(r.timed_out());
+/// ```
+pub struct Condvar {
+    sleepers: AtomicUsize,
+    queue: WaitQueue,
+}
+
+impl Default for Condvar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Condvar")
+            .field("sleepers", &self.sleepers.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Condvar {
+    /// A condition variable nobody waits on.
+    pub const fn new() -> Self {
+        Self { sleepers: AtomicUsize::new(0), queue: WaitQueue::new() }
+    }
+
+    /// Releases the guard's mutex, sleeps until notified (or spuriously
+    /// woken), and takes the mutex again before returning.
+    ///
+    /// # Panics
+    /// In an interrupt handler or with preemption disabled (the scheduler
+    /// refuses to sleep there); when the mutex's unlock or relock panics.
+    pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
+        self.wait_inner(guard, None);
+    }
+
+    /// Waits while `condition` holds: returns, with the mutex held, once
+    /// it is false (at once if it is false already).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_while<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) {
+        while condition(&mut **guard) {
+            self.wait(guard);
+        }
+    }
+
+    /// [`wait`](Self::wait) for at most `timeout`: timed out when no
+    /// notification came in time (never earlier than `timeout`).
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        timeout: Duration,
+    ) -> WaitTimeoutResult {
+        self.wait_until(guard, uktime::now() + timeout)
+    }
+
+    /// [`wait`](Self::wait) until `deadline` at most.
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_until<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        deadline: Instant,
+    ) -> WaitTimeoutResult {
+        WaitTimeoutResult(self.wait_inner(guard, Some(deadline)) == WaitResult::TimedOut)
+    }
+
+    /// [`wait_while`](Self::wait_while) for at most `timeout`: timed out
+    /// when the condition still held as the timeout passed.
+    ///
+    /// # Panics
+    /// As [`wait`](Self::wait).
+    pub fn wait_timeout_while<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> WaitTimeoutResult {
+        let deadline = uktime::now() + timeout;
+        while condition(&mut **guard) {
+            if self.wait_until(guard, deadline).timed_out() {
+                return WaitTimeoutResult(condition(&mut **guard));
+            }
+        }
+        WaitTimeoutResult(false)
+    }
+
+    fn wait_inner<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) -> WaitResult {
+        // SAFETY: the raw mutex is only used to release and retake the
+        // lock this guard holds, leaving it held again before returning, as
+        // `MutexGuard::unlocked` does; the guard's `&mut` keeps the data
+        // unborrowed meanwhile.
+        let raw: &RawMutex = unsafe { lock_api::MutexGuard::mutex(guard).raw() };
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // Queued first, then the mutex is released: a notifier that takes
+        // the mutex after this finds this thread on the queue.
+        let r = self.queue.wait_with(
+            || {
+                // SAFETY: the guard holds the lock in this thread.
+                unsafe { raw.unlock() };
+                true
+            },
+            deadline,
+        );
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        raw.lock();
+        r
+    }
+
+    /// Wakes one waiting thread, if any; returns whether one was woken.
+    pub fn notify_one(&self) -> bool {
+        self.sleepers.load(Ordering::SeqCst) != 0 && self.queue.wake_one()
+    }
+
+    /// Wakes every thread waiting now; returns how many.
+    pub fn notify_all(&self) -> usize {
+        if self.sleepers.load(Ordering::SeqCst) == 0 { 0 } else { self.queue.wake_all() }
+    }
+}

@@ -1,0 +1,134 @@
+//! Hooks: other libraries' functions called on every context switch and
+//! every idle entry, per CPU.
+//!
+//! The RCU library reports quiescent states here: a CPU that switches
+//! threads, or goes idle, holds no RCU read-side reference from before.
+//!
+//! **Rules** for a hook:
+//!
+//! * It runs on the CPU concerned, with **interrupts disabled** and
+//!   preemption disabled, in the middle of the switch (after the next
+//!   thread was chosen, before its registers are loaded) or at the top of
+//!   the idle loop, before the CPU halts.
+//! * It must **not block, sleep, yield or wait** for another CPU, and not
+//!   take a lock an interrupt handler or the scheduler may hold (the
+//!   scheduler's run-queue locks, a wait queue's lock). Atomics and per-CPU
+//!   data only; keep it to a few instructions, it is on every switch.
+//! * It must not panic.
+//! * Registration is for init time: up to [`MAX_HOOKS`] of each kind, never
+//!   removed.
+//!
+//! ```no_run
+//! use core::sync::atomic::{AtomicU64, Ordering};
+//! static QUIESCENT: AtomicU64 = AtomicU64::new(0);
+//! fn report(_cpu: usize) {
+//!     QUIESCENT.fetch_add(1, Ordering::Relaxed);
+//! }
+//! uksched::hooks::on_switch(report).expect("a free hook slot");
+//! uksched::hooks::on_idle(report).expect("a free hook slot");
+//! ```
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+use ukplat::cpu::CpuIndex;
+
+/// A hook: called with the CPU's index.
+pub type Hook = fn(CpuIndex);
+
+/// Slots per kind of hook.
+pub const MAX_HOOKS: usize = 8;
+
+/// Every slot of one kind is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HooksFull;
+
+impl core::fmt::Display for HooksFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "all {MAX_HOOKS} uksched hook slots of this kind are taken")
+    }
+}
+
+struct Slots([AtomicPtr<()>; MAX_HOOKS]);
+
+impl Slots {
+    const fn new() -> Self {
+        Self([const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_HOOKS])
+    }
+
+    fn add(&self, hook: Hook) -> Result<(), HooksFull> {
+        for slot in &self.0 {
+            if slot
+                .compare_exchange(core::ptr::null_mut(), hook as *mut (), Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        Err(HooksFull)
+    }
+
+    #[inline(always)]
+    fn run(&self, cpu: CpuIndex) {
+        for slot in &self.0 {
+            let raw = slot.load(Ordering::Acquire);
+            if raw.is_null() {
+                break;
+            }
+            // SAFETY: only `add` stores here, always a `Hook`; fn and data
+            // pointers have the same size on x86_64.
+            let hook = unsafe { core::mem::transmute::<*mut (), Hook>(raw) };
+            hook(cpu);
+        }
+    }
+}
+
+static SWITCH: Slots = Slots::new();
+static IDLE: Slots = Slots::new();
+
+/// Registers `hook` to run on every context switch, on the switching CPU.
+///
+/// # Errors
+/// [`HooksFull`] when [`MAX_HOOKS`] are registered already.
+pub fn on_switch(hook: Hook) -> Result<(), HooksFull> {
+    SWITCH.add(hook)
+}
+
+/// Registers `hook` to run each time a CPU's idle thread is about to halt
+/// (or looks for work), on that CPU.
+///
+/// # Errors
+/// [`HooksFull`] when [`MAX_HOOKS`] are registered already.
+pub fn on_idle(hook: Hook) -> Result<(), HooksFull> {
+    IDLE.add(hook)
+}
+
+#[inline(always)]
+pub(crate) fn run_switch(cpu: CpuIndex) {
+    SWITCH.run(cpu);
+}
+
+#[inline(always)]
+pub(crate) fn run_idle(cpu: CpuIndex) {
+    IDLE.run(cpu);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    fn count(cpu: CpuIndex) {
+        SEEN.fetch_add(cpu + 1, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn hooks_run_in_order_and_slots_run_out() {
+        let slots = Slots::new();
+        for _ in 0..MAX_HOOKS {
+            slots.add(count).unwrap();
+        }
+        assert_eq!(slots.add(count), Err(HooksFull));
+        slots.run(2);
+        assert_eq!(SEEN.load(Ordering::Relaxed), 3 * MAX_HOOKS);
+    }
+}
