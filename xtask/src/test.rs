@@ -831,43 +831,30 @@ fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
             tally.log.push_str(&output);
         }
     }
-    // The loom model checks of the lock algorithms: a build of their own
+    // The loom model checks: a build of their own
     // (`--cfg loom` swaps the atomics), in its own target directory so it
     // does not invalidate the normal one.
     let loom_env = [
         ("RUSTFLAGS", "--cfg loom".to_string()),
         ("CARGO_TARGET_DIR", root.join("target").join("loom").display().to_string()),
     ];
-    let (ok, output) = run_cargo_with_env(
-        root,
-        &["test", "-p", "ukspin", "--release", "--test", "loom", "--color", "never"],
-        &loom_env,
-        minutes(15),
-    )?;
-    let (passed, failed) = count_cargo_tests(&output);
-    tally.add(
-        "loom: ukspin models (ticket, MCS, TAS, rwlock)",
-        ok && failed == 0 && passed > 0,
-        &format!("{passed} models passed, {failed} failed"),
-    );
-    if !ok || failed > 0 {
-        tally.log.push_str(&output);
-    }
-    // The scheduler's wake/sleep protocol (uksched's state word), same build.
-    let (ok, output) = run_cargo_with_env(
-        root,
-        &["test", "-p", "uksched", "--release", "--test", "loom", "--color", "never"],
-        &loom_env,
-        minutes(15),
-    )?;
-    let (passed, failed) = count_cargo_tests(&output);
-    tally.add(
-        "loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)",
-        ok && failed == 0 && passed > 0,
-        &format!("{passed} models passed, {failed} failed"),
-    );
-    if !ok || failed > 0 {
-        tally.log.push_str(&output);
+    // The lock algorithms, then the scheduler's wake/sleep protocol
+    // (uksched's state word), in the same build.
+    for (package, name) in [
+        ("ukspin", "loom: ukspin models (ticket, MCS, TAS, rwlock)"),
+        ("uksched", "loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)"),
+    ] {
+        let (ok, output) = run_cargo_with_env(
+            root,
+            &["test", "-p", package, "--release", "--test", "loom", "--color", "never"],
+            &loom_env,
+            minutes(15),
+        )?;
+        let (passed, failed) = count_cargo_tests(&output);
+        tally.add(name, ok && failed == 0 && passed > 0, &format!("{passed} models passed, {failed} failed"));
+        if !ok || failed > 0 {
+            tally.log.push_str(&output);
+        }
     }
     Ok(tally)
 }

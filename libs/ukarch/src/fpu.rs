@@ -569,7 +569,7 @@ unsafe fn restore_raw(area: *const u8, config: Config) {
 mod area {
     use super::{AREA_ALIGN, FCW_INIT, FCW_OFFSET, INIT_IMAGE, LEGACY_SIZE, MXCSR_OFFSET, SaveInstruction};
     use super::{XSAVE_HEADER_SIZE, area_size, component, config, restore_raw, save_instruction};
-    use alloc::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
+    use alloc::alloc::{Layout, alloc, alloc_zeroed, dealloc, handle_alloc_error};
     use core::fmt;
     use core::ptr::NonNull;
     use core::sync::atomic::{AtomicBool, Ordering};
@@ -829,10 +829,9 @@ mod area {
         /// A copy of the area (e.g. for a forked thread), never restored from.
         fn clone(&self) -> Self {
             let layout = Self::layout(self.size);
-            // SAFETY: `layout` has a non-zero size.
-            let Some(area) = NonNull::new(unsafe { alloc_zeroed(layout) }) else {
-                handle_alloc_error(layout)
-            };
+            // SAFETY: `layout` has a non-zero size; every byte is written
+            // just below.
+            let Some(area) = NonNull::new(unsafe { alloc(layout) }) else { handle_alloc_error(layout) };
             // SAFETY: both areas hold `size` bytes and are distinct allocations.
             unsafe { core::ptr::copy_nonoverlapping(self.area.as_ptr(), area.as_ptr(), self.size) };
             Self { area, size: self.size, restored: AtomicBool::new(false) }

@@ -62,9 +62,9 @@
 //!
 //! ## Owner checks
 //!
-//! A [`Mutex`] (and a [`RwLock`] taken for writing) records the id of the
-//! thread holding it. Locking it again in the same thread would sleep
-//! forever; instead it panics:
+//! A [`Mutex`] records the id of the thread holding it (a [`RwLock`] taken
+//! for writing does too, for its relock check only). Locking it again in
+//! the same thread would sleep forever; instead it panics:
 //! ``uklock: thread `NAME` (id N) locks a Mutex it already holds
 //! (self-deadlock)``. Unlocking it from another thread (possible only through
 //! the raw lock, or a guard smuggled across threads with `unsafe`) panics
@@ -147,6 +147,25 @@ pub use rwlock::{
     MappedRwLockReadGuard, MappedRwLockWriteGuard, RawRwLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 pub use semaphore::{Semaphore, SemaphoreGuard};
+
+/// Lock-word reads before a contended locker goes to sleep (the holder may
+/// be about to release it on another CPU).
+pub(crate) const SPINS: u32 = 100;
+
+/// Reads `word` until `done` accepts it or [`SPINS`] reads went by;
+/// returns the last value read.
+#[inline]
+pub(crate) fn spin_until(word: &core::sync::atomic::AtomicU32, done: impl Fn(u32) -> bool) -> u32 {
+    let mut spins = SPINS;
+    loop {
+        let state = word.load(core::sync::atomic::Ordering::Relaxed);
+        if done(state) || spins == 0 {
+            return state;
+        }
+        core::hint::spin_loop();
+        spins -= 1;
+    }
+}
 
 /// "Held by no thread" in an owner field.
 pub(crate) const NO_THREAD: u64 = 0;

@@ -19,10 +19,6 @@ const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
 
-/// Lock-word reads before a contended locker goes to sleep (the holder may
-/// be about to release it on another CPU).
-const SPINS: u32 = 100;
-
 /// The raw sleeping mutex behind [`Mutex`]: a 4-byte lock word, the
 /// holder's 8-byte thread id and a wait queue (its spinlock and list head).
 ///
@@ -109,11 +105,7 @@ impl RawMutex {
         if me != BEFORE_SCHEDULER && self.owner.load(Ordering::Relaxed) == me {
             crate::self_deadlock("Mutex");
         }
-        let mut spins = 0;
-        while spins < SPINS && self.state.load(Ordering::Relaxed) == LOCKED {
-            core::hint::spin_loop();
-            spins += 1;
-        }
+        crate::spin_until(&self.state, |state| state != LOCKED);
         // Nobody was waiting: taking it as LOCKED keeps the unlock cheap.
         if self.try_lock_fast() {
             return true;

@@ -26,9 +26,6 @@ const MAX_READERS: u32 = MASK - 1;
 const READERS_WAITING: u32 = 1 << 30;
 const WRITERS_WAITING: u32 = 1 << 31;
 
-/// Lock-word reads before a contended locker goes to sleep.
-const SPINS: u32 = 100;
-
 fn is_unlocked(state: u32) -> bool {
     state & MASK == 0
 }
@@ -356,15 +353,7 @@ impl RawRwLock {
     }
 
     fn spin_until(&self, done: impl Fn(u32) -> bool) -> u32 {
-        let mut spins = SPINS;
-        loop {
-            let state = self.state.load(Ordering::Relaxed);
-            if done(state) || spins == 0 {
-                return state;
-            }
-            core::hint::spin_loop();
-            spins -= 1;
-        }
+        crate::spin_until(&self.state, done)
     }
 
     fn spin_write(&self) -> u32 {

@@ -159,8 +159,10 @@ impl Semaphore {
         if n == 0 {
             return;
         }
-        let before = self.permits.fetch_add(n, Ordering::SeqCst);
-        assert!(before.checked_add(n).is_some(), "uklock: Semaphore permit count overflow");
+        // Checked before the count changes: an overflow leaves it intact.
+        if self.permits.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |p| p.checked_add(n)).is_err() {
+            panic!("uklock: Semaphore permit count overflow");
+        }
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             self.wake(n);
         }

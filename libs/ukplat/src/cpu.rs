@@ -386,10 +386,12 @@ pub fn irq_exit() {
 #[inline(always)]
 pub fn preempt_on_irq_return(interrupts_were_enabled: bool) {
     let local = this_local();
+    // The request first: it is almost always clear, and then one load is
+    // all an interrupt return pays.
     if interrupts_were_enabled
+        && local.need_resched.load(Ordering::Relaxed) != 0
         && local.irq_depth.load(Ordering::Relaxed) == 0
         && preempt_count() == 0
-        && local.need_resched.load(Ordering::Relaxed) != 0
     {
         resched();
     }

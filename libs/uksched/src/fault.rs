@@ -1,7 +1,7 @@
 //! Stack overflows in fault reports: names the thread whose guard page was
 //! hit.
 
-use crate::sched::current_ptr;
+use crate::sched::current_ptr_unguarded;
 use core::fmt::Write;
 use ukplat::fault::FaultInfo;
 
@@ -15,7 +15,7 @@ pub(crate) fn install() {
 /// For a #PF or #DF whose address (CR2) or stack pointer lies in the
 /// running thread's guard page: one line naming the thread.
 fn explain(info: &FaultInfo, out: &mut dyn Write) -> bool {
-    let me = current_ptr();
+    let me = current_ptr_unguarded();
     if me.is_null() {
         return false;
     }

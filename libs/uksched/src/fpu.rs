@@ -17,7 +17,7 @@
 //! thread can resume on any CPU. The save area (sized for the enabled
 //! XSAVE components) is allocated at a thread's first FPU instruction.
 
-use crate::sched::{CPUS, Cpu, current_ptr};
+use crate::sched::{CPUS, Cpu, current_ptr_unguarded};
 use crate::thread::ThreadInner;
 use core::sync::atomic::Ordering;
 use ukarch::fpu::{self as hw, FpuState};
@@ -68,7 +68,7 @@ fn on_device_not_available(frame: &mut TrapFrame) {
     // Exception gates leave interrupts as they were: no switch may come
     // between finding the thread, clearing TS and marking the state live.
     let _irq = ukarch::irq::IrqGuard::new();
-    let me = current_ptr();
+    let me = current_ptr_unguarded();
     if me.is_null() {
         panic!(
             "uksched: #NM (FPU not available) at RIP {:#x} on CPU {} before the scheduler runs here",

@@ -170,10 +170,22 @@ pub(crate) fn ready(cpu: CpuIndex) -> bool {
     CPUS.get_for(cpu).ready.load(Ordering::Acquire)
 }
 
-/// The running thread of this CPU, as a raw pointer (null before the
-/// scheduler runs here). Valid while that thread runs.
+/// The calling thread's record, as a raw pointer (null before the
+/// scheduler runs on this CPU). Valid while that thread runs, on whatever
+/// CPU: preemption is off between finding this CPU and reading its
+/// current thread, so a migration cannot make it another CPU's thread.
 #[inline(always)]
 pub(crate) fn current_ptr() -> *const ThreadInner {
+    let _stay = ukplat::cpu::PreemptGuard::new();
+    current_ptr_unguarded()
+}
+
+/// [`current_ptr`] for callers that already keep the thread on its CPU
+/// (preemption or interrupts disabled) — and for the reschedule hook,
+/// which must not itself pass through `preempt_enable` (that would call
+/// the hook again).
+#[inline(always)]
+pub(crate) fn current_ptr_unguarded() -> *const ThreadInner {
     CPUS.get().current.load(Ordering::Relaxed)
 }
 
@@ -182,9 +194,6 @@ pub(crate) fn current_ptr() -> *const ThreadInner {
 /// # Panics
 /// Before the scheduler runs on this CPU.
 pub(crate) fn current() -> Arc<ThreadInner> {
-    // Preemption off: no switch (so no migration) between finding this
-    // CPU and reading its current thread.
-    let _stay = ukplat::cpu::PreemptGuard::new();
     let p = current_ptr();
     assert!(!p.is_null(), "uksched: no current thread: the scheduler has not started on CPU {}", this_cpu());
     // SAFETY: the run queue holds a strong reference to its current
@@ -211,7 +220,6 @@ pub(crate) fn current_id() -> u64 {
 /// The running thread's id, or None before the scheduler runs on this CPU.
 #[inline]
 pub(crate) fn try_current_id() -> Option<u64> {
-    let _stay = ukplat::cpu::PreemptGuard::new();
     let p = current_ptr();
     // SAFETY: the running thread's record lives while it runs.
     (!p.is_null()).then(|| unsafe { (*p).id })
@@ -237,7 +245,7 @@ pub(crate) fn schedule() {
 #[cold]
 #[inline(never)]
 fn schedule_bug(count: u32) -> ! {
-    let p = current_ptr();
+    let p = current_ptr_unguarded();
     // SAFETY: the running thread's record lives while it runs.
     let name = if p.is_null() { "?" } else { unsafe { (*p).name.as_str() } };
     if cpu::in_interrupt() {
@@ -254,7 +262,7 @@ fn schedule_bug(count: u32) -> ! {
 pub(crate) fn yield_now() {
     preempt_disable();
     let cpu = CPUS.get();
-    let me = current_ptr();
+    let me = current_ptr_unguarded();
     // Nothing else runnable here, and the thread may stay: no switch, no
     // lock. (A thread queued meanwhile runs at the next switch, or at once
     // under `preempt`, which requested a reschedule for it.) Before the
@@ -272,7 +280,7 @@ pub(crate) fn yield_now() {
 /// requested and the running code became preemptible — on return from an
 /// interrupt, or at the `preempt_enable` that ends a critical section.
 fn resched_hook() {
-    if current_ptr().is_null() {
+    if current_ptr_unguarded().is_null() {
         cpu::take_resched_request();
         return;
     }

@@ -55,11 +55,7 @@ impl<T: 'static> LocalKey<T> {
     /// the scheduler runs on this CPU.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         assert!(!ukplat::cpu::in_interrupt(), "uksched: thread-local data used in an interrupt handler");
-        let me = {
-            // No switch between finding this CPU and reading its thread.
-            let _stay = ukplat::cpu::PreemptGuard::new();
-            sched::current_ptr()
-        };
+        let me = sched::current_ptr();
         assert!(!me.is_null(), "uksched: thread-local data used before the scheduler started");
         let key = self as *const Self as usize;
         // SAFETY: the running thread's record lives while it runs, and

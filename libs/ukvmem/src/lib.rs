@@ -131,6 +131,8 @@ pub use layout::PAGE_SIZE;
 
 /// First address of the stack area: 1 TiB, the start of PML4 entry 2.
 pub const AREA_BASE: usize = 0x0000_0100_0000_0000;
+// Its own PML4 entry, above the identity map's entry 0.
+const _: () = assert!(AREA_BASE >> 39 == 2);
 
 /// Slots in the stack area: the option `max_stacks`.
 pub const MAX_STACKS: usize = ukconfig::ukvmem::MAX_STACKS;
@@ -405,15 +407,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_configured_area() {
-        assert_eq!(AREA.start, AREA_BASE);
-        assert_eq!(MAX_STACK_SIZE, ukconfig::ukvmem::MAX_STACK_KIB.div_ceil(4) * 4096);
-        assert_eq!(AREA.end - AREA.start, MAX_STACKS * (MAX_STACK_SIZE + PAGE_SIZE));
-        // Its own PML4 entry(ies), above the identity map's entry 0.
-        assert_eq!(AREA_BASE >> 39, 2);
-    }
-
-    #[test]
     fn errors_say_what_to_change() {
         let e = StackError::TooLarge { size: 5 << 20, max: 1 << 20 };
         assert_eq!(
@@ -469,7 +462,6 @@ mod tests {
     fn the_host_has_no_heap_and_no_page_tables() {
         assert!(matches!(GuardedStack::allocate(4096), Err(StackError::OutOfMemory { size: 4096, .. })));
         assert!(matches!(GuardedStack::allocate(MAX_STACK_SIZE + 1), Err(StackError::TooLarge { .. })));
-        assert_eq!(translate(0x1000), None);
         let s = stats();
         assert_eq!((s.live, s.cached, s.slots_used, s.slots, s.bytes_mapped), (0, 0, 0, MAX_STACKS, 0));
         assert_eq!(guard_page_at(AREA_BASE), None);
