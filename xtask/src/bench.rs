@@ -112,8 +112,8 @@ fn boot(repeats: usize, accel: &str) -> Result<ExitCode> {
         let baseline = ws.resolve("exit", None, &sets)?;
         let hello_img = image::build(&ws, &hello, &release)?;
         let base_img = image::build(&ws, &baseline, &release)?;
-        let (vm, why) = crate::vm_config(&hello, false)?;
-        let (base_vm, _) = crate::vm_config(&baseline, false)?;
+        let (vm, why) = crate::vm_config(&hello, None)?;
+        let (base_vm, _) = crate::vm_config(&baseline, None)?;
 
         let mut hello_wall = Vec::new();
         let mut base_wall = Vec::new();
@@ -309,7 +309,7 @@ fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: 
             &resolved,
             &BuildOptions { name: Some(format!("smpbench-{accel}-{cpus}")), ..release.clone() },
         )?;
-        let (vm, why) = crate::vm_config(&resolved, false)?;
+        let (vm, why) = crate::vm_config(&resolved, None)?;
         let mut boots = Vec::new();
         for _ in 0..repeats {
             let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(300)), false)?;
@@ -430,7 +430,7 @@ fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<Exi
             &resolved,
             &BuildOptions { name: Some(format!("schedbench-{policy}-{accel}-{smp}")), ..release.clone() },
         )?;
-        let (vm, why) = crate::vm_config(&resolved, false)?;
+        let (vm, why) = crate::vm_config(&resolved, None)?;
         machine = format!("{smp} CPUs, accelerator {} ({why})", vm.accel.name());
         let mut boots = Vec::new();
         for _ in 0..repeats {

@@ -15,8 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The guest target triple.
-pub const TARGET: &str = "x86_64-unknown-none";
+pub use crate::setup::TARGET;
 
 /// A built image.
 #[derive(Debug, Clone)]
@@ -99,6 +98,16 @@ opt-level = "s"
 lto = "fat"
 codegen-units = 1
 debug = false
+
+# `cargo xtask run --gdb`: the same code with full debug info (types,
+# variables, inlined frames), in target directories of their own.
+[profile.debugger]
+inherits = "dev"
+debug = "full"
+
+[profile.release-debugger]
+inherits = "release"
+debug = "full"
 "#,
         app = resolved.app,
         config = rel(ws, &resolved.config_file),
@@ -179,40 +188,34 @@ pub struct BuildOptions {
     pub name: Option<String>,
     /// Don't echo cargo's progress.
     pub quiet: bool,
+    /// Full debug information for a debugger (profiles `debugger` and
+    /// `release-debugger`); otherwise line tables only (`dev`) or none
+    /// (`release`).
+    pub debug_info: bool,
 }
 
-/// Checks once per process that the toolchain has the guest target's
-/// standard library: without it every build fails with a screenful of
-/// "can't find crate for `core`"; this says what to run instead.
-fn check_guest_target(ws: &Workspace) -> Result<()> {
-    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let result = CHECKED.get_or_init(|| {
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let output = Command::new(&rustc)
-            .current_dir(&ws.root)
-            .args(["--print", "sysroot"])
-            .output()
-            .map_err(|e| format!("running {rustc} --print sysroot: {e}"))?;
-        let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let lib = Path::new(&sysroot).join("lib").join("rustlib").join(TARGET).join("lib");
-        if lib.is_dir() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the toolchain at {sysroot} lacks the {TARGET} target (no {}); \
-                 run `rustup target add {TARGET}` in {} (rust-toolchain.toml lists it, but rustup \
-                 only installs it together with a missing toolchain)",
-                lib.display(),
-                ws.root.display()
-            ))
+impl BuildOptions {
+    /// The cargo profile, which is also the output directory's name.
+    pub fn profile(&self) -> &'static str {
+        match (self.release, self.debug_info) {
+            (false, false) => "dev",
+            (true, false) => "release",
+            (false, true) => "debugger",
+            (true, true) => "release-debugger",
         }
-    });
-    result.clone().map_err(anyhow::Error::msg)
+    }
+
+    fn output_dir(&self) -> &'static str {
+        match self.profile() {
+            "dev" => "debug",
+            other => other,
+        }
+    }
 }
 
 /// Generates the root crate and builds the image.
 pub fn build(ws: &Workspace, resolved: &Resolved, opts: &BuildOptions) -> Result<Image> {
-    check_guest_target(ws)?;
+    crate::setup::toolchain(&ws.root)?;
     let name = opts.name.clone().unwrap_or_else(|| resolved.app.clone());
     let dir = work_dir(ws).join(&name);
     let crate_dir = dir.join("image");
@@ -237,9 +240,7 @@ pub fn build(ws: &Workspace, resolved: &Resolved, opts: &BuildOptions) -> Result
         .arg(TARGET)
         .env("CARGO_TARGET_DIR", guest_target_dir(ws))
         .env("UKRS_CONFIG_RS", &config_rs);
-    if opts.release {
-        cmd.arg("--release");
-    }
+    cmd.args(["--profile", opts.profile()]);
     if opts.quiet {
         cmd.arg("--quiet");
     }
@@ -254,8 +255,7 @@ pub fn build(ws: &Workspace, resolved: &Resolved, opts: &BuildOptions) -> Result
             eprintln!("{line}");
         }
     }
-    let profile = if opts.release { "release" } else { "debug" };
-    let path = guest_target_dir(ws).join(TARGET).join(profile).join(&name);
+    let path = guest_target_dir(ws).join(TARGET).join(opts.output_dir()).join(&name);
     let size = std::fs::metadata(&path)
         .with_context(|| format!("image {} missing after build", path.display()))?
         .len();

@@ -5,11 +5,15 @@
 //! | command | does |
 //! |---|---|
 //! | `build --app NAME [--config FILE] [--set LIB.OPTION=VALUE]... [--release]` | resolves the config, links the image, prints its path and size |
-//! | `run --app NAME [build options] [--smp N] [--machine microvm\|q35] [--accel auto\|kvm\|tcg] [--timeout SECS] [--gdb]` | builds and boots it under QEMU, exits with the guest's status |
-//! | `test` | host unit tests of every crate and every in-guest test, then `N passed, N failed` |
+//! | `run --app NAME [build options] [--smp N] [--machine microvm\|q35] [--accel auto\|kvm\|tcg] [--timeout SECS] [--gdb [--gdb-port P]] [--qemu-arg ARG]...` | builds and boots it under QEMU, exits with the guest's status |
+//! | `test [--filter TEXT] [--guest-only] [--verbose]` | host unit tests of every crate and every in-guest test, with progress, then `N passed, N failed, N skipped` |
 //! | `config --app NAME [--config FILE] [--set ...]` | the resolved configuration with values, help and sources |
 //! | `list` | apps, platforms, libraries and their options |
 //! | `bench boot` | boot-time benchmark against a minimal baseline image |
+//!
+//! The first command that needs them sets up what is missing (module
+//! [`setup`]): the guest target and the components of `rust-toolchain.toml`
+//! through rustup, QEMU and gdb through the distribution's package manager.
 //!
 //! Bad configuration exits with status 2 and one line naming the file, the key
 //! and what is allowed; other failures exit with 1 (or the guest's status).
@@ -21,11 +25,13 @@
 mod bench;
 mod cmd_config;
 mod image;
+mod progress;
 mod qemu;
+mod setup;
 mod test;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -92,12 +98,20 @@ struct RunArgs {
     /// Accelerator (platform.accel).
     #[arg(long)]
     accel: Option<String>,
-    /// Kill the guest after this many seconds.
+    /// Kill the guest after this many seconds (not with --gdb).
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    /// Start QEMU's gdb stub on :1234 and wait for the debugger (no timeout).
+    /// Build with full debug info, start QEMU's gdb stub and keep the guest
+    /// stopped until gdb attaches and continues; prints the gdb command.
     #[arg(long)]
     gdb: bool,
+    /// The local TCP port of QEMU's gdb stub (with --gdb).
+    #[arg(long, default_value_t = 1234, requires = "gdb")]
+    gdb_port: u16,
+    /// An extra argument for QEMU, appended to its command line (repeat for
+    /// several, e.g. `--qemu-arg=-d --qemu-arg=int`).
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -113,8 +127,9 @@ fn resolve(ws: &kconfig::Workspace, args: &ConfigArgs) -> Result<kconfig::Resolv
     Ok(ws.resolve(&args.app, args.config.as_deref(), &args.sets)?)
 }
 
-/// The VM settings of a resolved configuration, and why the accelerator was chosen.
-pub fn vm_config(resolved: &kconfig::Resolved, gdb: bool) -> Result<(qemu::VmConfig, String)> {
+/// The VM settings of a resolved configuration (with the gdb stub on that
+/// port, if any), and why the accelerator was chosen.
+pub fn vm_config(resolved: &kconfig::Resolved, gdb: Option<u16>) -> Result<(qemu::VmConfig, String)> {
     use kconfig::Value;
     let get = |name: &str| {
         resolved
@@ -139,6 +154,7 @@ pub fn vm_config(resolved: &kconfig::Resolved, gdb: bool) -> Result<(qemu::VmCon
         accel,
         cmdline: cmdline.clone(),
         gdb,
+        extra_args: Vec::new(),
     };
     Ok((vm, why))
 }
@@ -165,10 +181,12 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         config.sets.push(format!("platform.accel={a}"));
     }
     let resolved = resolve(&ws, &config)?;
-    let opts = image::BuildOptions { release: args.build.release, ..Default::default() };
+    let opts =
+        image::BuildOptions { release: args.build.release, debug_info: args.gdb, ..Default::default() };
     let img = image::build(&ws, &resolved, &opts)?;
     eprintln!("xtask: image {} ({} bytes)", img.path.display(), img.size);
-    let (vm, why) = vm_config(&resolved, args.gdb)?;
+    let (mut vm, why) = vm_config(&resolved, args.gdb.then_some(args.gdb_port))?;
+    vm.extra_args.clone_from(&args.qemu_args);
     eprintln!("xtask: accelerator {} ({why})", vm.accel.name());
     eprintln!(
         "xtask: booting {} on {} with {} CPU(s), {} MiB, accelerator {}",
@@ -179,7 +197,11 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
         vm.accel.name()
     );
     if args.gdb {
-        eprintln!("xtask: QEMU waits for gdb: gdb {} -ex 'target remote :1234'", img.path.display());
+        setup::program(setup::Program::Gdb)?;
+        let app = ws.apps.get(&resolved.app).map_or(resolved.app.clone(), |a| a.crate_name.replace('-', "_"));
+        eprintln!("xtask: the guest is stopped until gdb attaches; in another terminal run:");
+        eprintln!("    {}", gdb_command(&img.path, args.gdb_port));
+        eprintln!("xtask: then e.g. `break {app}::main` and `continue`");
     }
     let timeout = if args.gdb { None } else { Some(Duration::from_secs(args.timeout)) };
     let result = qemu::run_interactive(qemu::command(&img.path, &vm), timeout)?;
@@ -196,6 +218,11 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(u8::try_from(result.outcome.exit_code()).unwrap_or(1)))
 }
 
+/// The gdb command line that attaches to the stub with the image's symbols.
+pub fn gdb_command(image: &Path, port: u16) -> String {
+    format!("gdb {} -ex 'target remote 127.0.0.1:{port}'", image.display())
+}
+
 fn cmd_config(args: &ConfigArgs) -> Result<ExitCode> {
     let ws = load()?;
     let resolved = resolve(&ws, args)?;
@@ -209,8 +236,46 @@ fn cmd_list() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The allowed values and default of a platform option, for `--help`.
+fn platform_option_help(ws: &kconfig::Workspace, option: &str) -> Option<String> {
+    let per_platform: Vec<String> = ws
+        .platforms
+        .values()
+        .filter_map(|p| {
+            let decl = p.options.iter().find(|o| o.name == option)?;
+            let allowed = decl.ty.allowed().map(|a| a.replace('"', "")).unwrap_or_else(|| "any".into());
+            Some(format!(
+                "{allowed}; default {} (platform {})",
+                decl.default.to_string().replace('"', ""),
+                p.name
+            ))
+        })
+        .collect();
+    (!per_platform.is_empty()).then(|| per_platform.join("; "))
+}
+
+/// The command-line parser, with the choices of `run --machine`, `--accel`
+/// and `--smp` taken from the platforms' Kconfig files (one source of truth).
+fn cli_command() -> clap::Command {
+    let mut command = Cli::command();
+    if let Ok(ws) = load() {
+        for (flag, option) in [("machine", "machine"), ("accel", "accel"), ("smp", "cpus")] {
+            if let Some(allowed) = platform_option_help(&ws, option) {
+                command = command.mut_subcommand("run", |run| {
+                    run.mut_arg(flag, |arg| {
+                        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                        arg.help(format!("{help} [allowed: {allowed}]"))
+                    })
+                });
+            }
+        }
+    }
+    command
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = cli_command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match &cli.command {
         Cmd::Build(args) => cmd_build(args),
         Cmd::Run(args) => cmd_run(args),
@@ -230,5 +295,34 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_help_lists_the_platform_choices() {
+        let mut command = cli_command();
+        let run = command.find_subcommand_mut("run").expect("run subcommand");
+        let help = run.render_long_help().to_string();
+        assert!(help.contains("[allowed: microvm, q35; default microvm (platform kvm)]"), "{help}");
+        assert!(help.contains("[allowed: auto, kvm, tcg; default auto (platform kvm)]"), "{help}");
+        assert!(help.contains("--qemu-arg <ARG>"), "{help}");
+    }
+
+    #[test]
+    fn qemu_args_take_values_that_start_with_a_dash() {
+        let matches = cli_command()
+            .try_get_matches_from(["xtask", "run", "--app", "a", "--qemu-arg", "-d", "--qemu-arg=int"])
+            .expect("parses");
+        let Cmd::Run(args) = Cli::from_arg_matches(&matches).expect("valid").command else {
+            panic!("not run")
+        };
+        assert_eq!(args.qemu_args, ["-d", "int"]);
+        assert!(
+            cli_command().try_get_matches_from(["xtask", "run", "--app", "a", "--gdb-port", "1"]).is_err()
+        );
     }
 }

@@ -128,8 +128,11 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Guest command line.
     pub cmdline: String,
-    /// Wait for gdb on :1234 before starting.
-    pub gdb: bool,
+    /// Start QEMU's gdb stub on this local TCP port and keep the guest
+    /// stopped until a debugger continues it.
+    pub gdb: Option<u16>,
+    /// Extra QEMU arguments (`--qemu-arg`), appended last.
+    pub extra_args: Vec<String>,
 }
 
 /// The QEMU command for `image`.
@@ -155,9 +158,10 @@ pub fn command(image: &Path, vm: &VmConfig) -> Command {
     if !vm.cmdline.is_empty() {
         cmd.args(["-append", &vm.cmdline]);
     }
-    if vm.gdb {
-        cmd.args(["-s", "-S"]);
+    if let Some(port) = vm.gdb {
+        cmd.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
     }
+    cmd.args(&vm.extra_args);
     cmd
 }
 
@@ -267,10 +271,9 @@ fn run_with_stdin(
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    crate::setup::program(crate::setup::Program::Qemu)?;
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .context("starting qemu-system-x86_64 (is QEMU installed? apt-get install qemu-system-x86)")?;
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
     // Kept open until QEMU exits: an early EOF is not what a terminal gives.
     let mut stdin = child.stdin.take();
     let mut pending = input;
@@ -366,16 +369,23 @@ mod tests {
             memory_mib: 64,
             accel: Accel::Kvm,
             cmdline: "a b".into(),
-            gdb: false,
+            gdb: None,
+            extra_args: vec!["-d".into(), "int".into()],
         };
         let args: Vec<String> =
             command(Path::new("img"), &vm).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w == ["-cpu", "host,-arch-capabilities"]));
         assert!(args.windows(2).any(|w| w == ["-append", "a b"]));
+        assert_eq!(args[args.len() - 2..], ["-d", "int"], "extra arguments come last");
+        assert!(!args.iter().any(|a| a == "-S" || a == "-gdb"));
         let tcg = VmConfig { accel: Accel::Tcg, machine: "q35".into(), ..vm };
         let args: Vec<String> =
             command(Path::new("img"), &tcg).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(2).any(|w| w == ["-cpu", "max"]));
         assert!(args.windows(2).any(|w| w == ["-M", "q35"]));
+        let debug = VmConfig { gdb: Some(4321), extra_args: vec![], ..tcg };
+        let args: Vec<String> =
+            command(Path::new("img"), &debug).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(3).any(|w| w == ["-gdb", "tcp:127.0.0.1:4321", "-S"]));
     }
 }

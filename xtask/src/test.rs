@@ -1,5 +1,6 @@
 //! `cargo xtask test`: host unit tests of every crate, then every in-guest
-//! test, each under a timeout, and one closing `N passed, N failed` line.
+//! test, each under a timeout, and one closing `N passed, N failed, N skipped`
+//! line.
 //!
 //! Two phases. First the host tests and lints (`cargo test --workspace`,
 //! fmt, clippy, the loom models) run in a thread while every guest image is
@@ -8,13 +9,26 @@
 //! guests boot one after the other on an otherwise idle machine: several
 //! guest checks measure rates against the clock (APIC timer ticks), and a
 //! vCPU that competes with compilers for the host's cores loses ticks.
+//!
+//! Progress: each host step, image build and guest run prints a line when
+//! it ends, numbered out of the total; what runs now is shown as it runs
+//! (see [`crate::progress`]). A guest's passing test cases are counted but
+//! only listed with `--verbose`; failures and skips are always listed.
+//!
+//! Honest counts: a check that cannot run here (KVM unusable, a CPU feature
+//! missing, a guest test that calls `ut_skip!`) is counted as skipped with
+//! its reason, never as passed. For every guest that runs uktest, the
+//! totals it prints must equal the per-case lines xtask parsed.
 
 use crate::image::{self, BuildOptions};
+use crate::progress::Console;
 use crate::qemu::{self, Outcome};
+use crate::setup;
 use anyhow::{Context, Result};
 use kconfig::Workspace;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `cargo xtask test`.
@@ -29,22 +43,33 @@ pub struct TestArgs {
     /// Timeout of each guest run, in seconds.
     #[arg(long, default_value_t = 120)]
     pub guest_timeout: u64,
+    /// List every passing guest test case too (failures and skips are always listed).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
-/// One counted result.
-#[derive(Debug, Default)]
+/// Counted results, printed through the console as they come.
 struct Tally {
     passed: usize,
     failed: usize,
+    skipped: usize,
     failures: Vec<String>,
-    /// Collect lines in `log` instead of printing them (for the host thread,
-    /// whose output is printed after the guest tests).
-    quiet: bool,
-    log: String,
+    console: Arc<Console>,
+    verbose: bool,
 }
 
 impl Tally {
+    fn new(console: Arc<Console>, verbose: bool) -> Tally {
+        Tally { passed: 0, failed: 0, skipped: 0, failures: Vec::new(), console, verbose }
+    }
+
+    /// Counts one check and prints its line.
     fn add(&mut self, name: &str, ok: bool, detail: &str) {
+        self.record(name, ok, detail, true);
+    }
+
+    /// Counts one check; a passing one is printed only with `--verbose`.
+    fn record(&mut self, name: &str, ok: bool, detail: &str, print_ok: bool) {
         let line = if ok {
             self.passed += 1;
             format!("{name} ... ok{}", if detail.is_empty() { String::new() } else { format!(" ({detail})") })
@@ -56,12 +81,23 @@ impl Tally {
                 if detail.is_empty() { String::new() } else { format!(": {detail}") }
             )
         };
-        if self.quiet {
-            self.log.push_str(&line);
-            self.log.push('\n');
-        } else {
-            println!("{line}");
+        if !ok || print_ok || self.verbose {
+            self.console.line(&line);
         }
+    }
+
+    /// Counts a check that cannot run here, with the reason.
+    fn skip(&mut self, name: &str, why: &str) {
+        self.skipped += 1;
+        self.console.line(&format!("{name} ... skipped: {why}"));
+    }
+
+    /// Adds another tally's counts.
+    fn merge(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.failures.extend(other.failures);
     }
 }
 
@@ -89,6 +125,10 @@ struct GuestCheck {
     /// Typed into the serial console after the guest printed a prompt:
     /// (prompt, text).
     input: Option<(&'static str, &'static str)>,
+    /// Built with full debug info and run under gdb: see [`run_gdb_check`].
+    gdb: bool,
+    /// Why this check cannot run here; it is counted as skipped.
+    skip: Option<String>,
 }
 
 fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestCheck {
@@ -101,6 +141,15 @@ fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestC
         expect,
         timeout: None,
         input: None,
+        gdb: false,
+        skip: None,
+    }
+}
+
+impl GuestCheck {
+    /// This check, skipped with `why` when `why` is `Some`.
+    fn unless(self, why: Option<String>) -> GuestCheck {
+        GuestCheck { skip: why, ..self }
     }
 }
 
@@ -108,9 +157,11 @@ const EXCEPTION: u8 = 111;
 const PANIC: u8 = 110;
 
 /// The guest checks. The main list runs under `auto`; `other` is the
-/// accelerator `auto` did not pick, when it is usable here, and gets variants
-/// of the essential checks so that both accelerators are always exercised.
-fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
+/// accelerator `auto` did not pick, and gets variants of the essential
+/// checks so that both accelerators are exercised wherever KVM works;
+/// `kvm` says whether it does (and why not), and the checks that need it
+/// are skipped with that reason otherwise.
+fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> {
     let ok =
         |serial: &'static [&'static str]| Expect { status: Some(0), serial, uktest: false, cpu_lines: None };
     let mut checks = vec![
@@ -223,23 +274,42 @@ fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
                 },
             )
         },
+        GuestCheck {
+            gdb: true,
+            timeout: Some(Duration::from_secs(60)),
+            ..check(
+                "gdb: attaches with symbols, stops at helloworld::main, the guest then finishes (tcg)",
+                "helloworld",
+                &["platform.accel=tcg"],
+                ok(&["Hello, world!"]),
+            )
+        },
     ];
-    checks.extend(smp_checks(kvm));
-    checks.extend(sched_checks(kvm));
-    if let Some(accel) = other {
-        let (set, hello): (&str, &'static [&'static str]) = match accel {
-            qemu::Accel::Kvm => ("platform.accel=kvm", &["Hello, world!", "Accelerator: KVM"]),
-            qemu::Accel::Tcg => ("platform.accel=tcg", &["Hello, world!", "Accelerator: TCG"]),
-        };
-        let name = |what: &str| format!("{what} ({})", accel.name());
-        checks.push(check(&name("helloworld"), "helloworld", &[set], ok(hello)));
-        checks.push(check(
+    let no_kvm = kvm.as_ref().err().map(|why| format!("KVM is not usable here ({why})"));
+    checks.extend(smp_checks(&no_kvm));
+    checks.extend(sched_checks(&no_kvm));
+    let other = match auto {
+        qemu::Accel::Kvm => qemu::Accel::Tcg,
+        qemu::Accel::Tcg => qemu::Accel::Kvm,
+    };
+    let unusable = if other == qemu::Accel::Kvm { no_kvm } else { None };
+    let (set, hello): (&str, &'static [&'static str]) = match other {
+        qemu::Accel::Kvm => ("platform.accel=kvm", &["Hello, world!", "Accelerator: KVM"]),
+        qemu::Accel::Tcg => ("platform.accel=tcg", &["Hello, world!", "Accelerator: TCG"]),
+    };
+    let name = |what: &str| format!("{what} ({})", other.name());
+    checks.push(check(&name("helloworld"), "helloworld", &[set], ok(hello)).unless(unusable.clone()));
+    checks.push(
+        check(
             &name("tests"),
             "tests",
             &[set],
             Expect { status: Some(0), serial: &[], uktest: true, cpu_lines: None },
-        ));
-        checks.push(check(
+        )
+        .unless(unusable.clone()),
+    );
+    checks.push(
+        check(
             &name("faults: #UD report"),
             "faults",
             &["platform.cmdline=ud", set],
@@ -249,16 +319,18 @@ fn guest_checks(other: Option<qemu::Accel>, kvm: bool) -> Vec<GuestCheck> {
                 uktest: false,
                 cpu_lines: None,
             },
-        ));
-    }
+        )
+        .unless(unusable),
+    );
     checks
 }
 
 /// The `smp` app: under TCG with 1, 2, 4 and 8 CPUs (microvm) and 2 (q35),
 /// both APIC modes' handling under TCG (xAPIC runs; a forced x2APIC is a
 /// clear boot error, TCG having none), and, when KVM is usable, 2 CPUs
-/// under KVM in x2APIC mode (when the host CPU has it) and in xAPIC mode.
-fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
+/// under KVM in x2APIC mode (when the host CPU has it) and in xAPIC mode;
+/// `no_kvm` is why KVM cannot be used, if it cannot.
+fn smp_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
     let tests = |cpus: usize, mode: &'static [&'static str]| Expect {
         status: Some(0),
         serial: mode,
@@ -315,22 +387,28 @@ fn smp_checks(kvm: bool) -> Vec<GuestCheck> {
             cpu_lines: None,
         },
     ));
-    if kvm {
-        if host_has_x2apic() {
-            checks.push(check(
-                "smp (kvm, 2 CPUs, x2APIC)",
-                "smp",
-                &["platform.cpus=2", "platform.accel=kvm", "apic.mode=x2apic"],
-                tests(2, X2APIC),
-            ));
-        }
-        checks.push(check(
+    let no_x2apic = no_kvm.clone().or_else(|| {
+        (!host_has_x2apic())
+            .then(|| "the host CPU has no x2APIC (/proc/cpuinfo), so -cpu host has none".into())
+    });
+    checks.push(
+        check(
+            "smp (kvm, 2 CPUs, x2APIC)",
+            "smp",
+            &["platform.cpus=2", "platform.accel=kvm", "apic.mode=x2apic"],
+            tests(2, X2APIC),
+        )
+        .unless(no_x2apic),
+    );
+    checks.push(
+        check(
             "smp (kvm, 2 CPUs, xAPIC)",
             "smp",
             &["platform.cpus=2", "platform.accel=kvm", "apic.mode=xapic"],
             tests(2, XAPIC),
-        ));
-    }
+        )
+        .unless(no_kvm.clone()),
+    );
     checks
 }
 
@@ -346,7 +424,7 @@ fn leaked(lines: Vec<String>) -> &'static [&'static str] {
 /// serial must show the policy the scheduler started with. Then its fault
 /// modes: a thread's stack overflow named in the exception report, and the
 /// sleeping mutex's owner checks as panics.
-fn sched_checks(kvm: bool) -> Vec<GuestCheck> {
+fn sched_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
     let tests = |policy: &str, cpus: usize| {
         let started = match policy {
             "coop" => format!("uksched: coop scheduler on {cpus} CPU(s)"),
@@ -375,8 +453,8 @@ fn sched_checks(kvm: bool) -> Vec<GuestCheck> {
             ));
         }
     }
-    if kvm {
-        checks.push(GuestCheck {
+    checks.push(
+        GuestCheck {
             // kvm_pvm emulates every instruction: minutes, not seconds.
             timeout: Some(Duration::from_secs(600)),
             ..check(
@@ -385,8 +463,9 @@ fn sched_checks(kvm: bool) -> Vec<GuestCheck> {
                 &["platform.cpus=2", "platform.accel=kvm", "uksched.policy=preempt"],
                 tests("preempt", 2),
             )
-        });
-    }
+        }
+        .unless(no_kvm.clone()),
+    );
     let fault = |mode: &str, status: u8, serial: &'static [&'static str]| {
         let cmdline = format!("platform.cmdline={mode}");
         check(
@@ -470,10 +549,11 @@ fn build_guest_check(ws: &Workspace, c: GuestCheck, tally: &mut Tally) -> Result
         release: c.release,
         name: Some(variant_name(c.app, &c.sets, c.config.as_deref())),
         quiet: true,
+        debug_info: c.gdb,
     };
     match image::build(ws, &resolved, &opts) {
         Ok(image) => {
-            let (vm, _) = crate::vm_config(&resolved, false)?;
+            let (vm, _) = crate::vm_config(&resolved, None)?;
             Ok(Some(Built { check: c, image, vm }))
         }
         Err(e) => {
@@ -483,12 +563,92 @@ fn build_guest_check(ws: &Workspace, c: GuestCheck, tally: &mut Tally) -> Result
     }
 }
 
-fn run_guest_check(built: &Built, tally: &mut Tally, default_timeout: Duration) -> Result<()> {
+/// uktest's closing line, `N passed, N failed, N skipped`, as numbers.
+fn uktest_totals(line: &str) -> Option<(usize, usize, usize)> {
+    let mut parts = line.trim().split(", ");
+    let mut count = |suffix: &str| parts.next()?.strip_suffix(suffix)?.parse::<usize>().ok();
+    let totals = (count(" passed")?, count(" failed")?, count(" skipped")?);
+    parts.next().is_none().then_some(totals)
+}
+
+/// One uktest case line: `test NAME ... ok (N cycles)`, `test NAME ...
+/// FAILED at FILE:LINE: message` or `test NAME ... skipped: REASON`.
+#[derive(Debug, PartialEq, Eq)]
+enum Case<'a> {
+    Passed(&'a str),
+    Failed(&'a str, &'a str),
+    Skipped(&'a str, &'a str),
+}
+
+fn uktest_case(line: &str) -> Option<Case<'_>> {
+    let (name, rest) = line.strip_prefix("test ")?.split_once(" ... ")?;
+    if rest.starts_with("ok") {
+        Some(Case::Passed(name))
+    } else if let Some(why) = rest.strip_prefix("skipped: ") {
+        Some(Case::Skipped(name, why))
+    } else {
+        Some(Case::Failed(name, rest))
+    }
+}
+
+/// Counts uktest's per-case lines in `serial` into `tally` and checks them
+/// against the guest's closing totals; returns the problems found.
+fn count_uktest(serial: &str, run: &str, tally: &mut Tally) -> (Vec<String>, (usize, usize, usize)) {
+    let mut problems = Vec::new();
+    let mut seen = (0, 0, 0);
+    for case in serial.lines().filter_map(uktest_case) {
+        match case {
+            Case::Passed(name) => {
+                seen.0 += 1;
+                tally.record(&format!("guest {run} :: {name}"), true, "", false);
+            }
+            Case::Failed(name, detail) => {
+                seen.1 += 1;
+                tally.add(&format!("guest {run} :: {name}"), false, detail);
+            }
+            Case::Skipped(name, why) => {
+                seen.2 += 1;
+                tally.skip(&format!("guest {run} :: {name}"), why);
+            }
+        }
+    }
+    match serial.lines().filter_map(uktest_totals).next_back() {
+        None => problems.push(format!(
+            "uktest printed {} case lines and no closing `N passed, N failed, N skipped` line",
+            seen.0 + seen.1 + seen.2
+        )),
+        Some(totals) if totals != seen => problems.push(format!(
+            "the guest's totals ({} passed, {} failed, {} skipped) differ from its case lines \
+             ({} passed, {} failed, {} skipped)",
+            totals.0, totals.1, totals.2, seen.0, seen.1, seen.2
+        )),
+        Some(_) if seen == (0, 0, 0) => problems.push("uktest ran no test case".into()),
+        Some(_) => {}
+    }
+    (problems, seen)
+}
+
+/// Boots one built guest check and counts its results.
+fn run_guest_check(
+    built: &Built,
+    tally: &mut Tally,
+    default_timeout: Duration,
+    gdb: &Result<()>,
+) -> Result<()> {
     let Built { check: c, image: img, vm } = built;
     let timeout = c.timeout.unwrap_or(default_timeout);
-    let input = c.input.map(|(after, text)| qemu::Typing { after, bytes: text.as_bytes() });
-    let result = qemu::run_with_input(qemu::command(&img.path, vm), Some(timeout), false, input)?;
-    let mut problems = Vec::new();
+    let (result, mut problems) = if c.gdb {
+        match gdb {
+            Ok(()) => run_gdb_check(built, timeout)?,
+            Err(e) => {
+                tally.add(&format!("guest {}", c.name), false, &format!("{e:#}"));
+                return Ok(());
+            }
+        }
+    } else {
+        let input = c.input.map(|(after, text)| qemu::Typing { after, bytes: text.as_bytes() });
+        (qemu::run_with_input(qemu::command(&img.path, vm), Some(timeout), false, input)?, Vec::new())
+    };
     match (c.expect.status, &result.outcome) {
         (Some(want), Outcome::Status(got)) if want == *got => {}
         (None, Outcome::TimedOut) => {}
@@ -505,34 +665,69 @@ fn run_guest_check(built: &Built, tally: &mut Tally, default_timeout: Duration) 
     {
         problems.push(problem);
     }
+    let mut cases = String::new();
     if c.expect.uktest {
-        let mut cases = 0;
-        for line in result.serial.lines().filter(|l| l.starts_with("test ")) {
-            if let Some((name, rest)) = line.split_once(" ... ") {
-                cases += 1;
-                let ok = rest.starts_with("ok");
-                let detail = if ok { String::new() } else { rest.to_string() };
-                tally.add(&format!("guest {} :: {}", c.name, &name[5..]), ok, &detail);
-            }
-        }
-        let closing = result.serial.lines().find(|l| l.ends_with(" failed") && l.contains(" passed, "));
-        if cases == 0 || closing.is_none() {
-            problems.push(format!("uktest printed {cases} cases and no closing line"));
-        }
+        let (more, (passed, failed, skipped)) = count_uktest(&result.serial, &c.name, tally);
+        problems.extend(more);
+        cases = format!("; cases: {passed} passed, {failed} failed, {skipped} skipped");
     }
-    let detail = format!("{}, {}, {:.0} ms", vm.accel.name(), vm.machine, result.wall.as_secs_f64() * 1000.0);
+    let detail = format!(
+        "{}, {}, {} CPU(s), {:.1} s{cases}",
+        vm.accel.name(),
+        vm.machine,
+        vm.cpus,
+        result.wall.as_secs_f64()
+    );
     if problems.is_empty() {
         tally.add(&format!("guest {}", c.name), true, &detail);
     } else {
         tally.add(&format!("guest {}", c.name), false, &format!("{detail}: {}", problems.join("; ")));
-        println!("----- serial log of {} ({} bytes) -----", c.name, result.serial.len());
-        println!("{}", result.serial.trim_end());
+        let mut log = format!("----- serial log of {} ({} bytes) -----\n", c.name, result.serial.len());
+        log.push_str(result.serial.trim_end());
         if !result.qemu_stderr.trim().is_empty() {
-            println!("----- QEMU stderr -----\n{}", result.qemu_stderr.trim_end());
+            log.push_str(&format!("\n----- QEMU stderr -----\n{}", result.qemu_stderr.trim_end()));
         }
-        println!("----- end -----");
+        log.push_str("\n----- end -----");
+        tally.console.line(&log);
     }
     Ok(())
+}
+
+/// The gdb check: QEMU starts with its gdb stub and the guest stopped;
+/// gdb, in batch mode with the image's symbols, attaches, sets a breakpoint
+/// on the app's `main`, continues, must stop there, and detaches; the guest
+/// must then run to its normal end. Returns QEMU's result and the problems
+/// seen on gdb's side.
+fn run_gdb_check(built: &Built, timeout: Duration) -> Result<(qemu::RunResult, Vec<String>)> {
+    let Built { check: c, image: img, vm } = built;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free port for QEMU's gdb stub")?
+        .port();
+    let vm = qemu::VmConfig { gdb: Some(port), ..vm.clone() };
+    let qemu_cmd = qemu::command(&img.path, &vm);
+    let qemu = std::thread::spawn(move || qemu::run(qemu_cmd, Some(timeout), false));
+    let main = format!("{}::main", c.app);
+    let mut gdb = Command::new(setup::Program::Gdb.binary());
+    gdb.args(["-nx", "-batch", "-ex", "set confirm off", "-ex", "set tcp connect-timeout 20"])
+        .args(["-ex", &format!("target remote 127.0.0.1:{port}")])
+        .args(["-ex", &format!("break {main}"), "-ex", "continue", "-ex", "info symbol $pc", "-ex", "detach"])
+        .arg(&img.path);
+    let (gdb_status, gdb_output) = run_with_timeout(gdb, timeout)?;
+    let result = qemu.join().map_err(|_| anyhow::anyhow!("QEMU thread panicked"))??;
+    let mut problems = Vec::new();
+    // The breakpoint line names the innermost (maybe inlined) function;
+    // `info symbol $pc` names the function the stop is in.
+    let stopped = gdb_output.lines().any(|l| l.starts_with("Breakpoint 1, "));
+    let symbol = gdb_output.lines().any(|l| l.starts_with(&main) && l.contains(" in section .text"));
+    if !(stopped && symbol && gdb_status.is_some_and(|s| s.success())) {
+        problems.push(format!(
+            "gdb ({}) did not stop at {main} with symbols; its output:\n{}",
+            gdb_status.map_or("timed out".into(), |s| s.to_string()),
+            gdb_output.trim_end()
+        ));
+    }
+    Ok((result, problems))
 }
 
 /// Symbol names of an ELF64 little-endian file (`.symtab`).
@@ -730,15 +925,28 @@ fn run_cargo_with_env(
     env: &[(&str, String)],
     timeout: Duration,
 ) -> Result<(bool, String)> {
-    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root).args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    let (status, mut output) =
+        run_with_timeout(cmd, timeout).with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if status.is_none() {
+        output.push_str(&format!("\ncargo {} timed out after {} s", args.join(" "), timeout.as_secs()));
+    }
+    Ok((status.is_some_and(|s| s.success()), output))
+}
+
+/// Runs `cmd` with no input, killing it after `timeout`; returns its exit
+/// status (`None` when it was killed) and its output (stderr, then stdout).
+fn run_with_timeout(
+    mut cmd: Command,
+    timeout: Duration,
+) -> Result<(Option<std::process::ExitStatus>, String)> {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
     let start = Instant::now();
     let out_pipe = child.stdout.take().context("stdout")?;
     let err_pipe = child.stderr.take().context("stderr")?;
@@ -753,58 +961,66 @@ fn run_cargo_with_env(
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
-    let mut output = format!("{}{}", err.join().unwrap_or_default(), out.join().unwrap_or_default());
-    match status {
-        None => {
-            output.push_str(&format!("\ncargo {} timed out after {} s", args.join(" "), timeout.as_secs()));
-            Ok((false, output))
-        }
-        Some(s) => Ok((s.success(), output)),
-    }
+    Ok((status, format!("{}{}", err.join().unwrap_or_default(), out.join().unwrap_or_default())))
 }
 
-/// Sums cargo test's `test result: ok. N passed; M failed; ...` lines.
-fn count_cargo_tests(output: &str) -> (usize, usize) {
-    let (mut passed, mut failed) = (0, 0);
+/// Sums cargo test's `test result: ok. N passed; M failed; K ignored; ...`
+/// lines: (passed, failed, ignored).
+fn count_cargo_tests(output: &str) -> (usize, usize, usize) {
+    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
     for rest in output.lines().filter_map(|l| l.strip_prefix("test result: ")) {
         for part in rest.split(['.', ';']).map(str::trim) {
-            if let Some(n) = part.strip_suffix(" passed") {
-                passed += n.trim().parse::<usize>().unwrap_or(0);
-            } else if let Some(n) = part.strip_suffix(" failed") {
-                failed += n.trim().parse::<usize>().unwrap_or(0);
-            }
+            let count = |suffix: &str, total: &mut usize| {
+                if let Some(n) = part.strip_suffix(suffix) {
+                    *total += n.trim().parse::<usize>().unwrap_or(0);
+                }
+            };
+            count(" passed", &mut passed);
+            count(" failed", &mut failed);
+            count(" ignored", &mut ignored);
         }
     }
-    (passed, failed)
+    (passed, failed, ignored)
 }
 
 /// The host side: unit tests of every crate, then formatting and clippy
-/// (host and guest target). Each lint counts as one check.
-fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
-    let mut tally = Tally { quiet: true, ..Tally::default() };
+/// (host and guest target), then the loom models. Each lint and each loom
+/// package counts as one check; each step prints its line as it ends.
+fn host_side(root: &Path, guest_test_features: &str, mut tally: Tally) -> Result<Tally> {
     let minutes = |m: u64| Duration::from_secs(m * 60);
+    let console = Arc::clone(&tally.console);
+    let timed =
+        |what: &str, started: Instant| format!("host: {what} ({:.0} s)", started.elapsed().as_secs_f64());
+    let started = Instant::now();
     let (ok, output) = run_cargo(root, &["test", "--workspace", "--color", "never"], minutes(15))?;
-    let (passed, failed) = count_cargo_tests(&output);
+    let (passed, failed, ignored) = count_cargo_tests(&output);
     tally.passed += passed;
     tally.failed += failed;
+    tally.skipped += ignored;
+    console.line(&timed(
+        &format!("unit tests (cargo test --workspace): {passed} passed, {failed} failed, {ignored} ignored (skipped)"),
+        started,
+    ));
     if !ok || failed > 0 {
         if failed == 0 {
             tally.failed += 1;
         }
         tally.failures.push("host unit tests (cargo test --workspace)".into());
-        tally.log.push_str(&output);
+        console.line(&output);
     }
-    tally.log.push_str(&format!("host unit tests: {passed} passed, {failed} failed\n"));
+    if passed == 0 {
+        tally.add("host unit tests ran", false, "cargo test --workspace reported no test at all");
+    }
     let lints: [(&str, &[&str]); 3] = [
-        ("lint: cargo fmt --check", &["fmt", "--all", "--", "--check"]),
+        ("host: lint: cargo fmt --check", &["fmt", "--all", "--", "--check"]),
         (
-            "lint: clippy (host)",
+            "host: lint: clippy (host)",
             &["clippy", "--workspace", "--all-targets", "--color", "never", "--", "-D", "warnings"],
         ),
         (
-            "lint: clippy (x86_64-unknown-none)",
+            "host: lint: clippy (x86_64-unknown-none)",
             &[
                 "clippy",
                 "--workspace",
@@ -825,10 +1041,11 @@ fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
         ),
     ];
     for (name, args) in lints {
+        let started = Instant::now();
         let (ok, output) = run_cargo(root, args, minutes(10))?;
-        tally.add(name, ok, "");
+        tally.add(name, ok, &format!("{:.0} s", started.elapsed().as_secs_f64()));
         if !ok {
-            tally.log.push_str(&output);
+            console.line(&output);
         }
     }
     // The loom model checks: a build of their own
@@ -841,19 +1058,27 @@ fn host_side(root: &Path, guest_test_features: &str) -> Result<Tally> {
     // The lock algorithms, then the scheduler's wake/sleep protocol
     // (uksched's state word), in the same build.
     for (package, name) in [
-        ("ukspin", "loom: ukspin models (ticket, MCS, TAS, rwlock)"),
-        ("uksched", "loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)"),
+        ("ukspin", "host: loom: ukspin models (ticket, MCS, TAS, rwlock)"),
+        ("uksched", "host: loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)"),
     ] {
+        let started = Instant::now();
         let (ok, output) = run_cargo_with_env(
             root,
             &["test", "-p", package, "--release", "--test", "loom", "--color", "never"],
             &loom_env,
             minutes(15),
         )?;
-        let (passed, failed) = count_cargo_tests(&output);
-        tally.add(name, ok && failed == 0 && passed > 0, &format!("{passed} models passed, {failed} failed"));
+        let (passed, failed, ignored) = count_cargo_tests(&output);
+        tally.add(
+            name,
+            ok && failed == 0 && ignored == 0 && passed > 0,
+            &format!(
+                "{passed} models passed, {failed} failed, {ignored} ignored; {:.0} s",
+                started.elapsed().as_secs_f64()
+            ),
+        );
         if !ok || failed > 0 {
-            tally.log.push_str(&output);
+            console.line(&output);
         }
     }
     Ok(tally)
@@ -864,6 +1089,13 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     let ws = crate::load()?;
     let root = ws.root.clone();
     let started = Instant::now();
+    // Set-up first, before anything runs in parallel: the toolchain's
+    // target and components, QEMU, and gdb for the debugger check (its
+    // absence fails that check alone).
+    setup::toolchain(&root)?;
+    setup::program(setup::Program::Qemu)?;
+    let gdb = setup::program(setup::Program::Gdb);
+    let console = Console::stdout();
     // Every library's in-guest tests are linted too: `LIB/uktest` for each
     // library that has the feature.
     let guest_test_features: Vec<String> = ws
@@ -873,64 +1105,85 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
         .map(|l| format!("{}/uktest", l.crate_name))
         .collect();
     let guest_test_features = guest_test_features.join(",");
-    let host = (!args.guest_only).then(|| std::thread::spawn(move || host_side(&root, &guest_test_features)));
+    let host_tally = Tally::new(Arc::clone(&console), args.verbose);
+    let host = (!args.guest_only).then(|| {
+        console.line("host: unit tests, fmt, clippy and loom models run beside the guest builds");
+        std::thread::spawn(move || host_side(&root, &guest_test_features, host_tally))
+    });
 
-    let mut tally = Tally::default();
-    println!("== guest tests ==");
+    let mut tally = Tally::new(Arc::clone(&console), args.verbose);
     let (auto, why) = qemu::choose_accel("auto")?;
-    let other = match auto {
-        qemu::Accel::Kvm => Some(qemu::Accel::Tcg),
-        qemu::Accel::Tcg => qemu::kvm_usable().is_ok().then_some(qemu::Accel::Kvm),
-    };
-    println!("accelerator for `auto`: {} ({why})", auto.name());
+    console.line(&format!("accelerator for `auto`: {} ({why})", auto.name()));
     let timeout = Duration::from_secs(args.guest_timeout);
+    let selected = |name: &str| args.filter.as_deref().is_none_or(|f| name.contains(f));
+    let checks: Vec<GuestCheck> =
+        guest_checks(auto, &qemu::kvm_usable()).into_iter().filter(|c| selected(&c.name)).collect();
+    let (skipped, checks): (Vec<_>, Vec<_>) = checks.into_iter().partition(|c| c.skip.is_some());
+    for c in &skipped {
+        tally.skip(&format!("guest {}", c.name), c.skip.as_deref().unwrap_or_default());
+    }
+
     // Phase 1, beside the host tests: build every image (and the linking
     // checks, which only build).
+    let total = checks.len();
     let mut built = Vec::new();
-    for c in guest_checks(other, qemu::kvm_usable().is_ok()) {
-        if args.filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
-            continue;
-        }
+    for (i, c) in checks.into_iter().enumerate() {
         let name = c.name.clone();
-        match build_guest_check(&ws, c, &mut tally) {
-            Ok(Some(b)) => built.push(b),
+        let step = format!("build [{}/{total}] {name}", i + 1);
+        let begun = Instant::now();
+        console.begin(step.clone());
+        let outcome = build_guest_check(&ws, c, &mut tally);
+        console.end();
+        match outcome {
+            Ok(Some(b)) => {
+                console.line(&format!("{step} ({:.1} s)", begun.elapsed().as_secs_f64()));
+                built.push(b);
+            }
             Ok(None) => {}
             Err(e) => tally.add(&format!("guest {name}"), false, &format!("{e:#}")),
         }
     }
-    if args.filter.as_deref().is_none_or(|f| "config".contains(f))
-        && let Err(e) = linking_checks(&ws, &mut tally)
-    {
-        tally.add("config: linking checks", false, &format!("{e:#}"));
+    if selected("config") {
+        console.begin("config: linking checks (building variant images)".into());
+        let outcome = linking_checks(&ws, &mut tally);
+        console.end();
+        if let Err(e) = outcome {
+            tally.add("config: linking checks", false, &format!("{e:#}"));
+        }
     }
 
     // Phase 2, once the host side is done: boot the guests on a quiet
     // machine. Their timer and IPI checks measure rates against the clock,
     // and a vCPU starved of host CPU (two cores, shared with compilers)
     // loses timer ticks.
-    let host = match host {
-        Some(host) => Some(host.join().map_err(|_| anyhow::anyhow!("host test thread panicked"))??),
-        None => None,
-    };
-    for b in &built {
-        if let Err(e) = run_guest_check(b, &mut tally, timeout) {
+    if let Some(host) = host {
+        console.begin("waiting for the host tests and lints to finish".into());
+        let joined = host.join();
+        console.end();
+        tally.merge(joined.map_err(|_| anyhow::anyhow!("host test thread panicked"))??);
+    }
+    let runs = built.len();
+    for (i, b) in built.iter().enumerate() {
+        console.begin(format!(
+            "[{}/{runs}] guest {} (timeout {} s)",
+            i + 1,
+            b.check.name,
+            b.check.timeout.unwrap_or(timeout).as_secs()
+        ));
+        let outcome = run_guest_check(b, &mut tally, timeout, &gdb);
+        console.end();
+        if let Err(e) = outcome {
             tally.add(&format!("guest {}", b.check.name), false, &format!("{e:#}"));
         }
     }
 
-    if let Some(host) = host {
-        println!("== host: unit tests and lints ==");
-        print!("{}", host.log);
-        tally.passed += host.passed;
-        tally.failed += host.failed;
-        tally.failures.extend(host.failures);
-    }
-
-    println!("== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
+    let mut summary = format!("== summary ({:.0} s) ==\n", started.elapsed().as_secs_f64());
     for f in &tally.failures {
-        println!("failed: {f}");
+        summary.push_str(&format!("failed: {f}\n"));
     }
-    println!("{} passed, {} failed", tally.passed, tally.failed);
+    summary.push_str(&format!("{} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.skipped));
+    console.line(&summary);
+    console.finish();
     Ok(if tally.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -951,8 +1204,54 @@ mod tests {
     fn cargo_test_summaries_are_summed() {
         let out =
             "test result: ok. 5 passed; 0 failed; 0 ignored\nnoise\ntest result: FAILED. 2 passed; 1 failed;";
-        assert_eq!(count_cargo_tests(out), (7, 1));
-        assert_eq!(count_cargo_tests("nothing"), (0, 0));
+        assert_eq!(count_cargo_tests(out), (7, 1, 0));
+        assert_eq!(count_cargo_tests("nothing"), (0, 0, 0));
+        assert_eq!(
+            count_cargo_tests("test result: ok. 3 passed; 0 failed; 2 ignored; 0 measured"),
+            (3, 0, 2)
+        );
+    }
+
+    #[test]
+    fn uktest_lines_are_parsed() {
+        assert_eq!(uktest_totals("12 passed, 1 failed, 3 skipped"), Some((12, 1, 3)));
+        assert_eq!(uktest_totals("12 passed, 1 failed"), None, "the old format lacks the skip count");
+        assert_eq!(uktest_totals("x passed, 1 failed, 3 skipped"), None);
+        assert_eq!(uktest_totals("1 passed, 1 failed, 3 skipped, 4 more"), None);
+        assert_eq!(uktest_case("test a::b ... ok (12 cycles)"), Some(Case::Passed("a::b")));
+        assert_eq!(
+            uktest_case("test a::b ... FAILED at x.rs:3: no"),
+            Some(Case::Failed("a::b", "FAILED at x.rs:3: no"))
+        );
+        assert_eq!(uktest_case("test a::b ... skipped: one CPU"), Some(Case::Skipped("a::b", "one CPU")));
+        assert_eq!(uktest_case("sched: test ... ok"), None);
+    }
+
+    fn quiet_tally() -> Tally {
+        Tally::new(Arc::new(Console::captured()), false)
+    }
+
+    #[test]
+    fn guest_totals_must_match_the_case_lines() {
+        let serial = "boot\ntest a ... ok (1 cycles)\ntest b ... skipped: why\ntest c ... FAILED at f:1: m\n";
+        let mut tally = quiet_tally();
+        let (problems, seen) =
+            count_uktest(&format!("{serial}1 passed, 1 failed, 1 skipped\n"), "r", &mut tally);
+        assert_eq!((problems.len(), seen), (0, (1, 1, 1)));
+        assert_eq!((tally.passed, tally.failed, tally.skipped), (1, 1, 1));
+        // A skip counted as a pass by the guest is a mismatch.
+        let (problems, _) =
+            count_uktest(&format!("{serial}2 passed, 1 failed, 0 skipped\n"), "r", &mut quiet_tally());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("differ"), "{problems:?}");
+        // So is a lost case line, and a missing closing line.
+        let (problems, _) =
+            count_uktest(&format!("{serial}1 passed, 2 failed, 1 skipped\n"), "r", &mut quiet_tally());
+        assert_eq!(problems.len(), 1);
+        let (problems, _) = count_uktest(serial, "r", &mut quiet_tally());
+        assert!(problems[0].contains("no closing"), "{problems:?}");
+        let (problems, _) = count_uktest("0 passed, 0 failed, 0 skipped\n", "r", &mut quiet_tally());
+        assert!(problems[0].contains("no test case"), "{problems:?}");
     }
 
     #[test]

@@ -7,24 +7,29 @@
 //! leaves out `uktime`'s tests, which take over the per-CPU timer that the
 //! scheduler owns in this image.
 //!
-//! Every case passes under both policies (`uksched.policy = "coop"` and
-//! `"preempt"`) on 1, 2 and 4 CPUs; `cargo xtask test` runs all six
+//! Every case passes, or is skipped with the reason, under both policies
+//! (`uksched.policy = "coop"` and `"preempt"`) on 1, 2 and 4 CPUs: a case
+//! that needs more CPUs than the run has, or preemption under `coop`, ends
+//! with `uktest::ut_skip!` and is reported as `skipped: REASON`, never as
+//! passed. `cargo xtask test` runs all six
 //! combinations under TCG and 2 CPUs with `preempt` under KVM. Loop counts
 //! are smaller under KVM, where `kvm_pvm` emulates every instruction.
 //!
 //! | case | checks |
 //! |---|---|
-//! | `threads::ping_pong_*` | two threads hand a turn back and forth through two wait queues, N round trips (1000 under TCG, 200 under KVM): each side counts exactly N turns, the turn counter ends at exactly 2N, every turn arrives in order and no wait needed its 2 s safety timeout (a lost wake-up); once with both threads pinned to the same CPU, once on two different CPUs (with ≥ 2 CPUs) |
+//! | `threads::ping_pong_*` | two threads hand a turn back and forth through two wait queues, N round trips (1000 under TCG, 200 under KVM): each side counts exactly N turns, the turn counter ends at exactly 2N, every turn arrives in order and no wait needed its 2 s safety timeout (a lost wake-up); once with both threads pinned to the same CPU (`ping_pong_on_one_cpu`), once on two different CPUs (`ping_pong_across_cpus`; skipped with 1 CPU) |
 //! | `threads::join_returns_each_threads_value` | 32 threads return `i * i`; each `join` gives its own thread's value |
 //! | `threads::a_thousand_threads_run_and_are_joined` | 1,000 threads (250 under KVM, where each costs ~7 ms; 16 KiB stacks, all alive at once, yielding until the last one exists so that every CPU's queue gets some), each reporting the CPU of its first run and of its last (`current().cpu()`, which must equal `this_cpu()` both times): every CPU ran at least one (with > 1 CPU), `threads()` counted exactly that many more created and at least that many more exited |
 //! | `threads::thread_local_values_are_per_thread_and_dropped_at_exit` | 8 threads (one ending through `uksched::exit`) each see only their own value of two thread-local keys over many yields; main's value is untouched; each thread's values are dropped exactly once when it exits |
 //! | `timing::sleep_wakes_no_earlier_than_asked` | `sleep` of 1, 5 and 10 ms on the main thread and 10 ms on a thread pinned to every CPU at once: never earlier than asked, and at most 50 ms later (`timing::SLEEP_SLACK`) |
 //! | `timing::a_wait_times_out_without_a_wake` | `wait_until_timeout` on a condition that never holds returns false, not before its 20 ms (and within the slack), leaving nobody on the queue; `wait_with` reports `TimedOut` |
 //! | `timing::a_wait_returns_true_when_woken` | a thread on another CPU (the same one with 1 CPU) sets the condition and wakes: `wait_until_timeout` returns true well before its 2 s timeout; `wait_with` reports `Woken` |
-//! | `placement::pinned_threads_stay_on_their_cpu` | a thread pinned to each CPU, next to unpinned threads that keep every CPU busy, sees `this_cpu()` (and `current().cpu()`) equal its CPU after each of 300 yields and sleeps (60 under KVM) |
-//! | `placement::set_affinity_moves_the_calling_thread` | a thread re-pinning itself runs on the new CPU as soon as `set_affinity` returns, and stays there; an affinity with no online CPU is refused and leaves the affinity unchanged |
-//! | `placement::set_affinity_moves_a_running_thread` | main re-pins a thread running (and yielding) on another CPU; the thread observes the new CPU within 2 s; under `preempt` also a thread that spins without ever yielding |
-//! | `placement::a_spinning_thread_does_not_starve_its_cpu` | `preempt`: a thread spinning (until a flag) pinned to a CPU does not keep a second thread pinned there from finishing (within 5 s; the CPU counts preemptions). Under `coop` this is skipped with a printed note: a thread that never yields keeps its CPU (see `uksched`'s documentation) |
+//! | `placement::pinned_threads_stay_on_their_cpu` | a thread pinned to each CPU, next to unpinned threads that keep every CPU busy, sees `this_cpu()` (and `current().cpu()`) equal its CPU after each of 300 yields and sleeps (60 under KVM); skipped with 1 CPU (nowhere else to run) |
+//! | `placement::set_affinity_moves_the_calling_thread` | a thread re-pinning itself to another CPU runs there as soon as `set_affinity` returns, and stays there; skipped with 1 CPU |
+//! | `placement::an_affinity_without_online_cpus_is_refused` | `set_affinity` to an offline CPU is refused and changes neither the affinity nor the CPU; skipped when all `platform.max_cpus` CPUs are online |
+//! | `placement::set_affinity_moves_a_yielding_thread` | main re-pins a thread running (and yielding) on another CPU; the thread observes the new CPU within 2 s; skipped with 1 CPU |
+//! | `placement::set_affinity_moves_a_spinning_thread` | the same for a thread that spins without ever yielding; skipped under `coop` (it is never switched out) and with 1 CPU |
+//! | `placement::a_spinning_thread_does_not_starve_its_cpu` | `preempt`: a thread spinning (until a flag) pinned to a CPU does not keep a second thread pinned there from finishing (within 5 s; the CPU counts preemptions). Skipped under `coop`: a thread that never yields keeps its CPU (see `uksched`'s documentation) |
 //! | `fpu::sse_registers_survive_switches` | two threads pinned to one CPU (both started before either yields) load distinct values into XMM0, XMM8 and XMM15 and yield to each other 500 times (100 under KVM), checking their values after every yield; the CPU's `fpu_restores` (lazy restores after #NM) grew by at least that many |
 //! | `stats::hooks_run_on_every_switch_and_idle_entry` | a switch hook and an idle hook, registered once, count calls per CPU: on every CPU both counts grew, and (read on that CPU with preemption disabled) they grew exactly as much as the CPU's `switches` and `idle_entries` |
 //! | `stats::cpu_statistics_are_plausible` | on every CPU a thread busy-waits 20 ms, then yields 10 times to a partner and sleeps 20 ms: the CPU's `switches` grew by at least 4, `busy_ns` by at least 20 ms, `idle_ns` by at least 10 ms (half the sleep: the host may deschedule the vCPU between the sleep's deadline and the switch to idle), and busy + idle by no more than the wall time since the threads were created; the thread's own `run_ns` is at least 10 ms (the busy-wait is wall time, which main, spawning the other threads on CPU 0 under `preempt`, may share) and it was switched to at least twice. Main stays on CPU 0 meanwhile, so that it never wakes onto a CPU being measured |
@@ -123,13 +128,13 @@ pub(crate) fn spawn_on<T: Send + 'static>(
     name: &str,
     cpu: Option<usize>,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<JoinHandle<T>, uktest::Failure> {
+) -> Result<JoinHandle<T>, uktest::Stop> {
     let builder = Builder::new().name(name);
     let builder = match cpu {
         Some(c) => builder.affinity(CpuSet::single(c)),
         None => builder,
     };
-    builder.spawn(f).map_err(|e| uktest::Failure::new(format_args!("spawning `{name}`: {e}")))
+    builder.spawn(f).map_err(|e| uktest::Stop::failure(format_args!("spawning `{name}`: {e}")))
 }
 
 /// Pins the calling thread (the tests' `main`) to one CPU until dropped,
@@ -143,12 +148,12 @@ pub(crate) struct PinnedHere {
 impl PinnedHere {
     /// Moves the caller to `cpu` now.
     #[track_caller]
-    pub(crate) fn to(cpu: usize) -> Result<Self, uktest::Failure> {
+    pub(crate) fn to(cpu: usize) -> Result<Self, uktest::Stop> {
         let thread = uksched::current();
         let before = thread.affinity();
         thread
             .set_affinity(CpuSet::single(cpu))
-            .map_err(|e| uktest::Failure::new(format_args!("pinning main to CPU {cpu}: {e}")))?;
+            .map_err(|e| uktest::Stop::failure(format_args!("pinning main to CPU {cpu}: {e}")))?;
         Ok(Self { thread, before })
     }
 }

@@ -10,6 +10,7 @@ use uksched::{CpuSet, WaitQueue};
 use uktest::{TestResult, ut_assert, ut_assert_eq};
 
 fn pinned_threads_stay_on_their_cpu() -> TestResult {
+    uktest::require_cpus(2, "other CPUs a pinned thread could be moved or stolen to")?;
     let rounds = scaled(300, 60);
     let stop = Arc::new(AtomicBool::new(false));
     // Unpinned threads that keep every CPU's queue busy, so idle CPUs look
@@ -54,6 +55,7 @@ fn pinned_threads_stay_on_their_cpu() -> TestResult {
 uktest::test_case!(pinned_threads_stay_on_their_cpu);
 
 fn set_affinity_moves_the_calling_thread() -> TestResult {
+    uktest::require_cpus(2, "a second CPU to move to")?;
     let (from, to) = (0, cpus() - 1);
     let h = spawn_on("mover", Some(from), move || {
         let me = uksched::current();
@@ -64,35 +66,46 @@ fn set_affinity_moves_the_calling_thread() -> TestResult {
             uksched::yield_now();
             this_cpu() == to
         });
-        // No online CPU: refused, affinity unchanged.
-        let beyond = cpus();
-        let refused = beyond >= ukplat::cpu::MAX_CPUS
-            || matches!(me.set_affinity(CpuSet::single(beyond)), Err(uksched::SpawnError::NoCpu(_)));
-        (started, moved, arrived, stayed, refused, me.affinity())
+        (started, moved, arrived, stayed, me.affinity())
     })?;
-    let (started, moved, arrived, stayed, refused, affinity) = h.join();
+    let (started, moved, arrived, stayed, affinity) = h.join();
     ut_assert_eq!(started, from);
     ut_assert!(moved, "set_affinity to CPU {} failed", to);
     ut_assert_eq!(arrived, to, "set_affinity returned before the thread moved");
     ut_assert!(stayed, "the thread left CPU {} afterwards", to);
-    ut_assert!(refused, "an affinity without online CPUs was accepted");
-    ut_assert_eq!(affinity, CpuSet::single(to), "a refused affinity changed the affinity");
+    ut_assert_eq!(affinity, CpuSet::single(to));
     Ok(())
 }
 uktest::test_case!(set_affinity_moves_the_calling_thread);
 
+fn an_affinity_without_online_cpus_is_refused() -> TestResult {
+    let beyond = cpus();
+    if beyond >= ukplat::cpu::MAX_CPUS {
+        uktest::ut_skip!(
+            "every CPU index up to platform.max_cpus ({}) is online: no offline CPU to name",
+            ukplat::cpu::MAX_CPUS
+        );
+    }
+    let h = spawn_on("refused", Some(0), move || {
+        let me = uksched::current();
+        let refused = matches!(me.set_affinity(CpuSet::single(beyond)), Err(uksched::SpawnError::NoCpu(_)));
+        (refused, me.affinity(), this_cpu())
+    })?;
+    let (refused, affinity, cpu) = h.join();
+    ut_assert!(refused, "an affinity with only CPU {} (offline) was accepted", beyond);
+    ut_assert_eq!(affinity, CpuSet::single(0), "a refused affinity changed the affinity");
+    ut_assert_eq!(cpu, 0, "a refused affinity moved the thread");
+    Ok(())
+}
+uktest::test_case!(an_affinity_without_online_cpus_is_refused);
+
 /// Main moves a thread that runs on another CPU; `yielding`: the thread
-/// yields while it waits to be moved, else it spins (preempt only).
+/// yields while it waits to be moved, else it spins (preempt only). Needs
+/// two CPUs.
 fn move_running_thread(yielding: bool) -> TestResult {
     let limit = Duration::from_secs(2);
     let _main = PinnedHere::to(0)?;
-    let (from, to) = if cpus() > 2 {
-        (1, 2)
-    } else if cpus() == 2 {
-        (1, 0)
-    } else {
-        (0, 0)
-    };
+    let (from, to) = if cpus() > 2 { (1, 2) } else { (1, 0) };
     let running = Arc::new(AtomicBool::new(false));
     let r = running.clone();
     let h = spawn_on("moved", Some(from), move || {
@@ -116,27 +129,34 @@ fn move_running_thread(yielding: bool) -> TestResult {
     Ok(())
 }
 
-fn set_affinity_moves_a_running_thread() -> TestResult {
-    if cpus() == 1 {
-        ukconsole::println!("sched: moving a running thread needs 2 CPUs (skipped)");
-        return Ok(());
-    }
-    move_running_thread(true)?;
-    if uksched::PREEMPTIVE {
-        move_running_thread(false)?;
+fn set_affinity_moves_a_yielding_thread() -> TestResult {
+    uktest::require_cpus(2, "a thread running on another CPU than main")?;
+    move_running_thread(true)
+}
+uktest::test_case!(set_affinity_moves_a_yielding_thread);
+
+/// Skips under `coop`, where a thread that never yields is never switched
+/// out (see `uksched`'s documentation).
+fn require_preemption(what: &str) -> TestResult {
+    if !uksched::PREEMPTIVE {
+        uktest::ut_skip!(
+            "needs preemption ({}); uksched.policy = \"{}\" never preempts",
+            what,
+            uksched::POLICY
+        );
     }
     Ok(())
 }
-uktest::test_case!(set_affinity_moves_a_running_thread);
+
+fn set_affinity_moves_a_spinning_thread() -> TestResult {
+    require_preemption("moving a thread that spins without yielding")?;
+    uktest::require_cpus(2, "a thread spinning on another CPU than main")?;
+    move_running_thread(false)
+}
+uktest::test_case!(set_affinity_moves_a_spinning_thread);
 
 fn a_spinning_thread_does_not_starve_its_cpu() -> TestResult {
-    if !uksched::PREEMPTIVE {
-        ukconsole::println!(
-            "sched: coop: a thread that never yields keeps its CPU, so threads queued behind it there wait \
-             (documented in uksched); the spinner test is skipped"
-        );
-        return Ok(());
-    }
+    require_preemption("a thread beside a spinner that never yields")?;
     let limit = Duration::from_secs(5);
     let cpu = cpus() - 1;
     let preemptions0 = uksched::cpu_stats(cpu).preemptions;

@@ -39,8 +39,8 @@ fn snapshot() -> (usize, [u64; 4]) {
 
 fn hooks_run_on_every_switch_and_idle_entry() -> TestResult {
     if !REGISTERED.swap(true, Ordering::AcqRel) {
-        uksched::hooks::on_switch(on_switch).map_err(|e| uktest::Failure::new(format_args!("{e}")))?;
-        uksched::hooks::on_idle(on_idle).map_err(|e| uktest::Failure::new(format_args!("{e}")))?;
+        uksched::hooks::on_switch(on_switch).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        uksched::hooks::on_idle(on_idle).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
     }
     // On every CPU: two threads pinned there yield to each other, then
     // one sleeps so that the CPU idles.

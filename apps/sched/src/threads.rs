@@ -87,10 +87,7 @@ fn ping_pong_on_one_cpu() -> TestResult {
 uktest::test_case!(ping_pong_on_one_cpu);
 
 fn ping_pong_across_cpus() -> TestResult {
-    if cpus() < 2 {
-        ukconsole::println!("sched: ping-pong across CPUs needs 2 CPUs; with 1 it is the same-CPU case");
-        return ping_pong(0, 0);
-    }
+    uktest::require_cpus(2, "one thread on each of two CPUs")?;
     ping_pong(cpus() - 1, cpus() - 2)
 }
 uktest::test_case!(ping_pong_across_cpus);
@@ -139,7 +136,7 @@ fn a_thousand_threads_run_and_are_joined() -> TestResult {
                 }
                 (first, where_am_i())
             })
-            .map_err(|e| uktest::Failure::new(format_args!("spawning thread {}: {e}", handles.len())))?;
+            .map_err(|e| uktest::Stop::failure(format_args!("spawning thread {}: {e}", handles.len())))?;
         handles.push(h);
     }
     // Under coop the threads queued on this CPU first run now.

@@ -5,11 +5,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use ukplat::cpu::{MAX_CPUS, this_cpu};
 use ukplat::irq::{self, TrapFrame};
-use uktest::{Failure, TestResult, ut_assert, ut_assert_eq};
-
-fn failure(args: core::fmt::Arguments<'_>) -> Failure {
-    Failure::new(args)
-}
+use uktest::{Stop, TestResult, ut_assert, ut_assert_eq};
 
 fn every_cpu_has_its_own_per_cpu_header() -> TestResult {
     let topology = ukplat::cpu::topology();
@@ -60,7 +56,7 @@ fn wait_hits(cpu: usize, want: u64, limit: Duration) -> u64 {
 }
 
 fn an_ipi_reaches_each_cpu_exactly_once() -> TestResult {
-    let vector = irq::allocate(count_ipi).map_err(|e| failure(format_args!("{e}")))?;
+    let vector = irq::allocate(count_ipi).map_err(|e| Stop::failure(format_args!("{e}")))?;
     let n = uksmp::cpu_count();
     let result = (|| {
         for hits in &IPI_HITS {
@@ -105,6 +101,7 @@ uktest::test_case!(an_ipi_reaches_each_cpu_exactly_once);
 static LATEST: AtomicU64 = AtomicU64::new(0);
 
 fn the_clock_never_goes_backwards_across_cpus() -> TestResult {
+    uktest::require_cpus(2, "clock readings of two CPUs to compare")?;
     LATEST.store(0, Ordering::SeqCst);
     let rounds = if ukarch::cpu::hypervisor() == ukarch::cpu::Hypervisor::Kvm { 2_000 } else { 50_000 };
     // Every CPU at once: read what some CPU published, then the clock; the
@@ -139,11 +136,10 @@ uktest::test_case!(the_clock_never_goes_backwards_across_cpus);
 /// vCPU the host deschedules loses ticks; see uktime's own test).
 fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
     const HZ: u32 = 1000;
+    // uktime's own test covers the boot CPU; this one the others.
+    uktest::require_cpus(2, "a CPU besides the boot CPU, whose timer uktime's own test covers")?;
     let n = uksmp::cpu_count();
     let others: Vec<usize> = (0..n).filter(|&c| c != this_cpu()).collect();
-    if others.is_empty() {
-        return Ok(()); // uktime's own test covers the boot CPU.
-    }
     let mut worst = Vec::new();
     for _attempt in 0..3 {
         // Each CPU stamps its own start and stop (clock, ticks so far), so
@@ -154,7 +150,7 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
                 uktime::timer::start_periodic(HZ)
                     .map(|()| (uktime::now(), uktime::timer::fired_on(this_cpu())))
             });
-            starts.push(start.map_err(|e| failure(format_args!("{e}")))?);
+            starts.push(start.map_err(|e| Stop::failure(format_args!("{e}")))?);
         }
         uktime::busy_wait(Duration::from_millis(100));
         worst.clear();
@@ -173,7 +169,7 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
             return Ok(());
         }
     }
-    Err(failure(format_args!("(cpu, ticks, expected) off by more than 5 % at {HZ} Hz: {worst:?}")))
+    Err(Stop::failure(format_args!("(cpu, ticks, expected) off by more than 5 % at {HZ} Hz: {worst:?}")))
 }
 uktest::test_case!(the_apic_timer_keeps_its_rate_on_every_cpu);
 
@@ -186,7 +182,8 @@ fn count_nmi(_frame: &mut TrapFrame) {
 
 fn an_nmi_reaches_each_other_cpu_exactly_once() -> TestResult {
     const NMI_VECTOR: u8 = 2;
-    irq::register(NMI_VECTOR, count_nmi).map_err(|e| failure(format_args!("{e}")))?;
+    uktest::require_cpus(2, "another CPU to send NMIs to")?;
+    irq::register(NMI_VECTOR, count_nmi).map_err(|e| Stop::failure(format_args!("{e}")))?;
     let n = uksmp::cpu_count();
     let result = (|| {
         for cpu in (0..n).filter(|&c| c != this_cpu()) {

@@ -23,7 +23,11 @@
 //! N — its own per-CPU header and APIC id — and status 111.
 //!
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
-//! KVM with 2, in both APIC modes where the machine has them.
+//! KVM with 2, in both APIC modes where the machine has them. A check that
+//! needs more CPUs than the run has (NMIs to other CPUs, the clock compared
+//! across CPUs, the other CPUs' timers, locks contended by several CPUs, a
+//! chain of calls across three) ends with `uktest::require_cpus` and is
+//! reported as `skipped: needs N CPUs (...)`, not as passed.
 //!
 //! **Needs:** `uksmp`, `uktime`, `apic`, `ukspin` (and `lock_api` for the
 //! lock types generic over their raw lock), `uktest`, `ukconsole`, `ukplat`.

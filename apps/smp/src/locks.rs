@@ -59,6 +59,7 @@ fn start_together(arrived: &AtomicUsize, n: usize) {
 /// non-atomic read, pause, write: a lock that lets two CPUs in loses
 /// updates (see [`increments`] for M).
 fn exact_count<R: RawMutex + Sync>(lock: &Mutex<R, u64>) -> TestResult {
+    uktest::require_cpus(2, "CPUs contending for the lock")?;
     let n = uksmp::cpu_count();
     *lock.lock() = 0;
     let arrived = AtomicUsize::new(0);
@@ -180,6 +181,7 @@ struct Pair {
 /// write, and no write may be lost.
 fn rwlock_readers_never_see_half_a_write() -> TestResult {
     static LOCK: RwSpinLock<Pair> = RwSpinLock::new(Pair { a: 0, b: 0 });
+    uktest::require_cpus(2, "readers and writers on different CPUs")?;
     let n = uksmp::cpu_count();
     {
         let mut pair = LOCK.write();

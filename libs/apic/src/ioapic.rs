@@ -3,7 +3,8 @@
 //!
 //! Registers are reached indirectly: write the register number to IOREGSEL
 //! (offset 0x00), then read or write IOWIN (offset 0x10). A spinlock with
-//! interrupts disabled keeps the pair together. Redirection entry `n` is
+//! interrupts disabled (`ukspin::SpinLockIrq`, of the configured
+//! `ukspin.kind`) keeps the pair together. Redirection entry `n` is
 //! registers `0x10 + 2n` (low: vector, polarity, trigger, mask) and
 //! `0x11 + 2n` (high: destination APIC id in bits 31:24).
 //!
@@ -31,7 +32,7 @@ pub const MAX_IO_APICS: usize = 8;
 /// One I/O APIC.
 pub struct IoApic {
     desc: IoApicDesc,
-    lock: spin::Mutex<()>,
+    lock: ukspin::SpinLockIrq<()>,
 }
 
 /// A redirection entry, decoded.
@@ -81,7 +82,7 @@ impl Redirection {
 impl IoApic {
     /// The I/O APIC described by `desc`.
     pub const fn new(desc: IoApicDesc) -> Self {
-        Self { desc, lock: spin::Mutex::new(()) }
+        Self { desc, lock: ukspin::SpinLockIrq::new(()) }
     }
 
     /// Its firmware description.
@@ -97,14 +98,12 @@ impl IoApic {
     }
 
     fn read(&self, register: u32) -> u32 {
-        let _irq = ukarch::irq::IrqGuard::new();
         let _lock = self.lock.lock();
         self.reg(IOREGSEL).write(register);
         self.reg(IOWIN).read()
     }
 
     fn write(&self, register: u32, value: u32) {
-        let _irq = ukarch::irq::IrqGuard::new();
         let _lock = self.lock.lock();
         self.reg(IOREGSEL).write(register);
         self.reg(IOWIN).write(value);

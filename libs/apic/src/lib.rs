@@ -33,9 +33,19 @@
 //! IPI or EOI in either mode is a VM exit; x2APIC needs fewer (one write per
 //! IPI, and `SELF_IPI`).
 //!
+//! Locks: each I/O APIC's register pair (IOREGSEL/IOWIN) is guarded by a
+//! `ukspin::SpinLockIrq` (interrupts disabled while held), so `ukspin.kind`
+//! applies to it and, with one CPU, it reduces to interrupt and preemption
+//! control. It is first taken at `ukboot::priority::PLATFORM`, long after
+//! the platform set up the boot CPU's per-CPU header (GS), which `ukspin`
+//! needs. The table of I/O
+//! APICs is a one-time cell (`ukplat::once::Once`), not a lock. The local
+//! APIC needs no lock: its registers are per CPU.
+//!
 //! **Needs:** `ukarch` (MSRs, CPUID, interrupt guard), `ukplat` (vectors,
-//! handler registration, topology, controller interface), `ukboot` (init
-//! registration), `ukconfig`, `volatile` (MMIO).
+//! handler registration, topology, controller interface, one-time cell),
+//! `ukboot` (init registration), `ukspin` (the I/O APIC lock; selected by
+//! this library), `ukconfig`, `volatile` (MMIO).
 //!
 //! **Config options:** `mode` (`auto` | `x2apic` | `xapic`),
 //! `error_vector_report` (print a line per APIC error interrupt).
@@ -246,7 +256,8 @@ impl fmt::Display for EsrBits {
 // I/O APICs and the controller interface
 
 /// The I/O APICs (the first `.1` slots are set), filled once at boot.
-static IO_APICS: spin::Once<([ioapic::IoApic; ioapic::MAX_IO_APICS], usize)> = spin::Once::new();
+static IO_APICS: ukplat::once::Once<([ioapic::IoApic; ioapic::MAX_IO_APICS], usize)> =
+    ukplat::once::Once::new();
 
 /// The I/O APICs set up at boot (empty before the `PLATFORM` init level).
 pub fn io_apics() -> &'static [ioapic::IoApic] {

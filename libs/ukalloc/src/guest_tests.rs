@@ -8,6 +8,7 @@ use core::ptr::NonNull;
 
 use uktest::{TestResult, test_case, ut_assert, ut_assert_eq, ut_fail};
 
+use crate::heap::{PACKING_BLOCK, packing_gap};
 use crate::{AllocFailure, free, heap_stats, try_alloc};
 
 /// The byte offsets of a block that the tests write and check: all of a
@@ -33,7 +34,7 @@ fn intact(p: NonNull<u8>, len: usize, seed: u8) -> bool {
     probed(len).all(|i| unsafe { p.as_ptr().add(i).read_volatile() } == seed.wrapping_add(i as u8))
 }
 
-fn alloc(size: usize, align: usize) -> Result<(NonNull<u8>, Layout), uktest::Failure> {
+fn alloc(size: usize, align: usize) -> Result<(NonNull<u8>, Layout), uktest::Stop> {
     let Ok(layout) = Layout::from_size_align(size, align) else {
         ut_fail!("bad layout {} / {}", size, align)
     };
@@ -215,9 +216,28 @@ fn collections_use_the_global_heap() -> TestResult {
 }
 test_case!(collections_use_the_global_heap);
 
-/// The configured backend is the one in use.
-fn backend_matches_config() -> TestResult {
-    ut_assert_eq!(crate::backend().as_str(), ukconfig::ukalloc::BACKEND.as_str());
+/// The global heap behaves as the configured backend: it packs small
+/// blocks the way that allocator does and not the other way (see
+/// [`packing_gap`]; the host tests check that each backend has its own
+/// fingerprint).
+fn the_heap_in_use_packs_blocks_as_the_configured_backend() -> TestResult {
+    let configured = crate::Backend::configured();
+    let before = heap_stats();
+    let gap = packing_gap(
+        |layout| try_alloc(layout).ok(),
+        // SAFETY: `packing_gap` frees each block it allocated, once, with
+        // its layout.
+        |p, layout| unsafe { free(p, layout) },
+    );
+    let Some(gap) = gap else { ut_fail!("could not allocate {}-byte blocks", PACKING_BLOCK) };
+    ut_assert_eq!(heap_stats().allocations, before.allocations);
+    ut_assert!(
+        configured.packs_like(gap),
+        "{}-byte blocks are {} bytes apart: not how {} packs them",
+        PACKING_BLOCK,
+        gap,
+        configured
+    );
     Ok(())
 }
-test_case!(backend_matches_config);
+test_case!(the_heap_in_use_packs_blocks_as_the_configured_backend);

@@ -44,6 +44,62 @@ impl Backend {
     }
 }
 
+/// Size of the blocks [`packing_gap`] allocates.
+#[cfg(any(test, feature = "uktest"))]
+pub const PACKING_BLOCK: usize = 24;
+
+/// Blocks [`packing_gap`] allocates.
+#[cfg(any(test, feature = "uktest"))]
+const PACKING_BLOCKS: usize = 64;
+
+/// A behavioural fingerprint of the backend behind `alloc`: allocates 64
+/// blocks of [`PACKING_BLOCK`] (24) bytes, align 8, frees them again with
+/// `free`, and returns the smallest distance between two of them (`None`
+/// when fewer than two could be allocated).
+///
+/// The backends differ there: `linked_list_allocator` packs such blocks back
+/// to back (a distance of 24 between some two of them, as soon as two come
+/// from the same free hole), while every `talc` chunk ends in an 8-byte tag
+/// and is a multiple of 32 bytes, so no two of its blocks are closer than
+/// 32. See [`Backend::packs_like`]. (For the tests: host, and ukalloc's
+/// in-guest test of the global heap.)
+#[cfg(any(test, feature = "uktest"))]
+pub fn packing_gap(
+    mut alloc: impl FnMut(Layout) -> Option<NonNull<u8>>,
+    mut free: impl FnMut(NonNull<u8>, Layout),
+) -> Option<usize> {
+    let layout = Layout::from_size_align(PACKING_BLOCK, 8).ok()?;
+    let mut blocks = [None; PACKING_BLOCKS];
+    for slot in &mut blocks {
+        *slot = alloc(layout);
+    }
+    let mut addrs = [usize::MAX; PACKING_BLOCKS];
+    for (addr, block) in addrs.iter_mut().zip(&blocks) {
+        if let Some(p) = block {
+            *addr = p.as_ptr() as usize;
+        }
+    }
+    for p in blocks.into_iter().flatten() {
+        free(p, layout);
+    }
+    addrs.sort_unstable();
+    addrs.windows(2).filter(|w| w[1] != usize::MAX).map(|w| w[1] - w[0]).min()
+}
+
+#[cfg(any(test, feature = "uktest"))]
+impl Backend {
+    /// Whether `gap`, what [`packing_gap`] measured, is what this backend
+    /// produces: exactly [`PACKING_BLOCK`] for the linked list (blocks back
+    /// to back), at least 32 for talc (a chunk holds the block and an 8-byte
+    /// tag, in units of 32 bytes).
+    pub const fn packs_like(self, gap: usize) -> bool {
+        match self {
+            Self::Talc => gap >= 32,
+            Self::LinkedList => gap == PACKING_BLOCK,
+        }
+    }
+}
+
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -312,6 +368,50 @@ mod tests {
     fn check(p: NonNull<u8>, len: usize, seed: u8) -> bool {
         // SAFETY: `p` points to `len` bytes we own.
         (0..len).all(|i| unsafe { p.as_ptr().add(i).read() } == seed.wrapping_add(i as u8))
+    }
+
+    fn packing_gap_of(h: &mut Heap) -> Option<usize> {
+        let h = core::cell::RefCell::new(h);
+        packing_gap(
+            |l| h.borrow_mut().alloc(l).ok(),
+            // SAFETY: `packing_gap` frees each block it allocated, once, with
+            // its layout.
+            |p, l| unsafe { h.borrow_mut().dealloc(p, l) },
+        )
+    }
+
+    /// The premise of ukalloc's guest test of the backend in use: each
+    /// backend's packing fingerprint, on a fresh heap and on one left
+    /// fragmented by earlier allocations, and never the other's.
+    #[test]
+    fn each_backend_has_its_own_packing_fingerprint() {
+        for backend in BACKENDS {
+            let mut h = heap(backend, 1 << 20, 2);
+            let fresh = packing_gap_of(&mut h).unwrap();
+            // Fragment: keep every third of many odd-sized blocks.
+            let mut kept = std::vec::Vec::new();
+            for i in 0..600 {
+                let layout = Layout::from_size_align(8 + i * 37 % 200, 8).unwrap();
+                let p = h.alloc(layout).unwrap();
+                if i % 3 == 0 {
+                    kept.push((p, layout));
+                } else {
+                    // SAFETY: allocated just above with this layout.
+                    unsafe { h.dealloc(p, layout) };
+                }
+            }
+            let fragmented = packing_gap_of(&mut h).unwrap();
+            for (p, layout) in kept {
+                // SAFETY: allocated above with this layout, freed once.
+                unsafe { h.dealloc(p, layout) };
+            }
+            assert_eq!(h.stats().allocations, 0, "{backend}: packing_gap frees its blocks");
+            for g in [fresh, fragmented] {
+                assert!(backend.packs_like(g), "{backend}: gap {g}");
+                let other = if backend == Backend::Talc { Backend::LinkedList } else { Backend::Talc };
+                assert!(!other.packs_like(g), "{backend}: gap {g} also fits {other}");
+            }
+        }
     }
 
     #[test]

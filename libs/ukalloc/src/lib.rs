@@ -7,9 +7,8 @@
 //!   ([`ukplat::BootInfo::free_memory`], identity mapped), set up by an init
 //!   function at priority `ukboot::priority::MEMORY`: everything that runs
 //!   later may allocate;
-//! * two interchangeable backends behind one lock (a `spin::Mutex` taken with
-//!   interrupts disabled, so an interrupt handler can never deadlock on a heap
-//!   its CPU holds): [`talc`] or [`linked_list_allocator`];
+//! * two interchangeable backends behind one lock: [`talc`] or
+//!   [`linked_list_allocator`];
 //! * [`heap_stats`], [`try_alloc`] / [`free`] (allocation that reports
 //!   failure instead of aborting) and [`last_failure`];
 //! * a one-line report on every failed allocation of the global allocator
@@ -21,8 +20,21 @@
 //! * the backend layer, [`Heap`], usable over any memory (the host tests run
 //!   both backends over ordinary buffers).
 //!
+//! **Lock:** the heap is a `ukspin::SpinLockIrq`: interrupts are disabled
+//! while it is held, so an interrupt handler that allocates can never spin
+//! on a heap its own CPU holds, and preemption is disabled too (as for
+//! every `ukspin` lock). So `ukspin.kind` (`tas` | `ticket` | `mcs`)
+//! applies to the heap, and with `platform.cpus = 1` the lock reduces to
+//! that interrupt and preemption control plus a held flag: taking the heap
+//! again on the CPU that holds it panics at once instead of hanging. The
+//! lock needs the CPU's per-CPU header (GS), which the platform sets up
+//! before any library code, and the heap is first used at priority
+//! `MEMORY`, long after. The failure report is written after the lock is
+//! released, straight to the console device.
+//!
 //! **Needs:** `ukplat` (boot memory map, console for the failure report),
-//! `ukarch` (interrupt guard), `ukboot` (init registration), `ukconfig`.
+//! `ukspin` (the heap lock; selected by this library), `ukboot` (init
+//! registration), `ukconfig`.
 //!
 //! **Config options:** `backend` (`talc` | `linked-list`), `heap_limit_kib`
 //! (largest heap in KiB, 0: all free RAM), `report_failures` (bool).
@@ -60,13 +72,11 @@ use core::ptr::NonNull;
 pub use heap::{AllocFailure, Backend, Heap, MAX_REGIONS, MIN_REGION, Stats};
 
 /// The global heap, empty until [`init`] runs.
-static HEAP: spin::Mutex<Heap> = spin::Mutex::new(Heap::new(Backend::configured()));
+static HEAP: ukspin::SpinLockIrq<Heap> = ukspin::SpinLockIrq::new(Heap::new(Backend::configured()));
 
-/// Runs `f` on the global heap with interrupts off (guest only: the host
-/// cannot `cli`) and the heap lock held.
+/// Runs `f` on the global heap with the heap lock held and interrupts off
+/// (on the host: `ukspin`'s simulated interrupt flag).
 fn with_heap<R>(f: impl FnOnce(&mut Heap) -> R) -> R {
-    #[cfg(target_os = "none")]
-    let _irq = ukarch::irq::IrqGuard::new();
     f(&mut HEAP.lock())
 }
 

@@ -7,7 +7,7 @@ use uktest::{TestResult, test_case, ut_assert, ut_assert_eq};
 
 use crate::{BufWriter, bytes_written, set_tap};
 
-static CAPTURE: spin::Mutex<BufWriter<512>> = spin::Mutex::new(BufWriter::new());
+static CAPTURE: ukspin::SpinLockIrq<BufWriter<512>> = ukspin::SpinLockIrq::new(BufWriter::new());
 
 fn capture(bytes: &[u8]) {
     // The tap runs inside the console's critical section; CAPTURE is only

@@ -14,7 +14,7 @@
 //! on the console, so the fallback is never silent.
 //!
 //! The ring has one producer (the interrupt handler, on one CPU) and is
-//! read by one reader at a time (a lock serializes readers).
+//! read by one reader at a time (a `ukspin::SpinLock` serializes readers).
 
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use ukplat::irq::{self, TrapFrame};
@@ -62,7 +62,8 @@ impl Ring {
 }
 
 static RING_BUFFER: Ring = Ring::new();
-static READER: spin::Mutex<()> = spin::Mutex::new(());
+/// Serializes readers (not taken by the interrupt handler, so no irqsave).
+static READER: ukspin::SpinLock<()> = ukspin::SpinLock::new(());
 static INTERRUPTS: AtomicU64 = AtomicU64::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// The vector input arrives on (0: input is polled).

@@ -6,10 +6,9 @@
 //!   `format_args!` syntax, writing to the platform console
 //!   ([`ukplat::console::write`]). Text is formatted into a small stack buffer
 //!   ([`CHUNK`] bytes, no heap) and handed to the device in whole chunks. One
-//!   macro call is one critical section: a `spin::Mutex` taken with interrupts
-//!   disabled ([`ukarch::irq::IrqGuard`]), so lines from different CPUs or from
-//!   interrupt handlers never interleave. There is one console, so `eprint!`
-//!   and `print!` go to the same device.
+//!   macro call is one critical section under the console lock (below), so
+//!   lines from different CPUs or from interrupt handlers never interleave.
+//!   There is one console, so `eprint!` and `print!` go to the same device.
 //! * [`BufWriter`]: formatting into a fixed-size buffer (what the macros use;
 //!   also handy to build messages without a heap), and [`write_fmt_chunked`]
 //!   for formatting into any byte sink.
@@ -24,13 +23,24 @@
 //! * Observability for tests: [`bytes_written`] counts every byte handed to
 //!   the device, and [`set_tap`] mirrors the output into a function.
 //!
-//! Locking: the console lock is not re-entrant. Do not print from inside a
-//! `Display` implementation that is itself being printed; should it happen
-//! (or should a CPU die holding the lock) the writer gives up waiting after
-//! about 2^30 TSC cycles and writes anyway, so output is garbled, never lost.
-//! Panic and exception reports bypass this crate (`ukplat::console::Writer`).
+//! **Locks.** Output: a `ukspin::SpinLockIrq` (interrupts and preemption
+//! disabled while held), so `ukspin.kind` applies to the console; with
+//! `platform.cpus = 1` it reduces to interrupt and preemption control. It is
+//! only ever *tried*, never waited on blindly, and it is not re-entrant: do
+//! not print from inside a `Display` implementation that is itself being
+//! printed. Should that happen, or should a CPU die holding the lock, the
+//! writer gives up after about 2^30 TSC cycles of trying (at once with one
+//! CPU, where the holder can only be the code it interrupted) and writes
+//! anyway with interrupts off, so output is garbled, never lost and never
+//! deadlocked. Panic and exception reports bypass this crate
+//! (`ukplat::console::Writer`). Input: readers are serialized by a plain
+//! `ukspin::SpinLock` (the receive interrupt's handler only fills the ring
+//! and takes no lock). The locks use the CPU's per-CPU header (GS), which
+//! the platform sets up before any library code: this crate prints nothing
+//! before `ukboot` runs the init functions.
 //!
-//! **Needs:** `ukplat` (the console device), `ukarch` (interrupt guard, TSC),
+//! **Needs:** `ukplat` (the console device), `ukspin` (the locks and
+//! nested interrupt disabling; selected by this library), `ukarch` (TSC),
 //! `ukboot` (init registration), `ukconfig`.
 //!
 //! **Config options:** `log_level` (`off`, `error`, `warn`, `info`, `debug`,
@@ -39,8 +49,7 @@
 //! on).
 //!
 //! **Why these crates:** `log` is the facade every Rust library already logs
-//! through, so third-party crates' records reach the console without glue;
-//! `spin` provides the lock without an OS.
+//! through, so third-party crates' records reach the console without glue.
 //!
 //! ```
 //! let mut buf = ukconsole::BufWriter::<32>::new();
@@ -70,7 +79,7 @@ pub const CHUNK: usize = 128;
 /// TSC cycles to wait for the console lock before writing without it.
 const LOCK_PATIENCE_CYCLES: u64 = 1 << 30;
 
-static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static LOCK: ukspin::SpinLockIrq<()> = ukspin::SpinLockIrq::new(());
 static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 /// The tap function (a `fn(&[u8])` cast to a pointer), or null.
 static TAP: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
@@ -117,30 +126,37 @@ fn emit(bytes: &[u8]) {
 }
 
 /// Runs `f` inside the console's critical section: interrupts off on this
-/// CPU (guest only; the host cannot `cli`), console lock held.
+/// CPU (on the host: `ukspin`'s simulated flag) and, unless it stayed taken
+/// for too long, the console lock held.
 fn critical<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_os = "none")]
-    let _irq = ukarch::irq::IrqGuard::new();
     let _guard = lock_patiently();
     f()
 }
 
-/// The console lock, or `None` when it stayed taken for too long (a nested
-/// print or a CPU that died holding it): then the caller writes anyway.
-fn lock_patiently() -> Option<spin::MutexGuard<'static, ()>> {
+/// The console lock (`Ok`), or, when it stayed taken for too long (a nested
+/// print, or a CPU that died holding it), only interrupts disabled (`Err`):
+/// the caller then writes without the lock. Interrupts stay off while
+/// waiting.
+fn lock_patiently() -> Result<ukspin::SpinLockIrqGuard<'static, ()>, ukspin::irq::PushOffGuard> {
     if let Some(guard) = LOCK.try_lock() {
-        return Some(guard);
+        return Ok(guard);
     }
-    let start = ukarch::tsc::read();
-    loop {
-        if let Some(guard) = LOCK.try_lock() {
-            return Some(guard);
+    // Interrupts off from here: if the lock is taken below, the guard's own
+    // level keeps them off when this one is dropped on return.
+    let irq_off = ukspin::irq::PushOffGuard::new();
+    // With one CPU the holder can only be code this call interrupted or
+    // nests in (interrupts are off, nothing else runs here): waiting would
+    // never end, so give up at once.
+    if !ukspin::SINGLE_CPU {
+        let start = ukarch::tsc::read();
+        while ukarch::tsc::read().wrapping_sub(start) <= LOCK_PATIENCE_CYCLES {
+            if let Some(guard) = LOCK.try_lock() {
+                return Ok(guard);
+            }
+            ukarch::barrier::spin_hint();
         }
-        if ukarch::tsc::read().wrapping_sub(start) > LOCK_PATIENCE_CYCLES {
-            return None;
-        }
-        ukarch::barrier::spin_hint();
     }
+    Err(irq_off)
 }
 
 /// Formats `args` to the console as one uninterrupted write sequence.
@@ -292,6 +308,29 @@ mod tests {
         assert_eq!(set_tap(None).map(|f| f as usize), Some(capture as fn(&[u8]) as usize));
         print!("unseen");
         assert!(CAPTURE.lock().unwrap().is_empty());
+    }
+
+    /// A print nested in a print (here: inside a `Display` being printed)
+    /// cannot take the console lock: it waits out the patience, writes
+    /// anyway, and leaves the lock and the interrupt state as they were.
+    #[test]
+    fn a_nested_print_writes_anyway() {
+        struct Nested;
+        impl fmt::Display for Nested {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                print!("inner ");
+                f.write_str("outer")
+            }
+        }
+        let _serial = SERIAL.lock().unwrap();
+        CAPTURE.lock().unwrap().clear();
+        let old = set_tap(Some(capture));
+        println!("{Nested}");
+        set_tap(old);
+        assert_eq!(CAPTURE.lock().unwrap().as_slice(), b"inner outer\n");
+        assert!(!LOCK.is_locked());
+        assert!(ukspin::irq::enabled());
+        assert_eq!(ukspin::irq::depth(), 0);
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn spawn_n<T: Send + 'static>(
     name: &str,
     n: usize,
     f: impl Fn(usize) -> T + Send + Sync + Clone + 'static,
-) -> Result<Vec<JoinHandle<T>>, uktest::Failure> {
+) -> Result<Vec<JoinHandle<T>>, uktest::Stop> {
     let gate = Arc::new(Semaphore::new(0));
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {

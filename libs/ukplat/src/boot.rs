@@ -119,7 +119,7 @@ impl BootInfo {
     }
 }
 
-static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+static BOOT_INFO: crate::once::Once<BootInfo> = crate::once::Once::new();
 
 /// Stores the boot information; the first call wins.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]

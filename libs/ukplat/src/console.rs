@@ -27,7 +27,7 @@ pub trait ConsoleDevice: Sync {
     fn enable_input_interrupt(&self) {}
 }
 
-static DEVICE: spin::Once<&'static dyn ConsoleDevice> = spin::Once::new();
+static DEVICE: crate::once::Once<&'static dyn ConsoleDevice> = crate::once::Once::new();
 
 /// Registers the console device. The first registration wins; later calls
 /// are ignored and return `false`.

@@ -19,7 +19,7 @@ pub const MAX_APP_STATUS: u8 = 108;
 /// The platform's shutdown routine. It must not return.
 pub type ExitFn = fn(status: u8) -> !;
 
-static EXIT: spin::Once<ExitFn> = spin::Once::new();
+static EXIT: crate::once::Once<ExitFn> = crate::once::Once::new();
 
 /// Registers the platform's shutdown routine (first registration wins).
 pub fn register(exit: ExitFn) {

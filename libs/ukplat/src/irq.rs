@@ -147,7 +147,7 @@ pub trait InterruptController: Sync {
     fn mask_isa_irq(&self, irq: u8);
 }
 
-static CONTROLLER: spin::Once<&'static dyn InterruptController> = spin::Once::new();
+static CONTROLLER: crate::once::Once<&'static dyn InterruptController> = crate::once::Once::new();
 
 /// Registers the interrupt controller (the first registration wins; returns
 /// whether this one did).

@@ -20,9 +20,24 @@
 //! control to the boot library's entry point (`__ukplat_main`, defined by
 //! `ukboot::image_main!` in the image's root crate).
 //!
-//! **Needs:** `ukarch` (the trap frame, GS base), `ukconfig` (the platform
-//! options `cpus` and `max_cpus`, which every platform must declare), `spin`
-//! (one-time registration cells).
+//! [`once::Once`], the one-time initialisation cell behind the registrations
+//! above, is also what the platform and `apic` keep their boot-time tables
+//! in.
+//!
+//! **Locks: none, and none needed.** The registered interfaces are
+//! [`once::Once`] cells (set once at boot, then read with one load), the
+//! interrupt handler table and the fault explainers are arrays of atomic
+//! pointers, and a per-CPU header's counters are changed only by their own
+//! CPU (the reschedule flag that other CPUs set is atomic). This crate
+//! could not use `ukspin` anyway: `ukspin` sits above it (its locks are
+//! built on the preemption counter and per-CPU data defined here), and
+//! these cells must work where a `ukspin` lock cannot — before a CPU's
+//! per-CPU header (GS) is set up, and in panic and exception reports. So
+//! `ukspin.kind` has nothing to apply to here.
+//!
+//! **Needs:** `ukarch` (the trap frame, GS base, `pause`), `ukconfig` (the
+//! platform options `cpus` and `max_cpus`, which every platform must
+//! declare).
 //! **Config options:** none of its own.
 //!
 //! ```
@@ -48,12 +63,13 @@ pub mod cpu;
 pub mod exit;
 pub mod fault;
 pub mod irq;
+pub mod once;
 
 pub use boot::{BootInfo, MemoryKind, MemoryRegion, PhysRange, PmTimer, boot_info};
 
 /// Stores `value` in `cell` unless something is there already (the first
 /// registration wins); returns whether this call stored it.
-fn register_once<T>(cell: &spin::Once<T>, value: T) -> bool {
+fn register_once<T>(cell: &once::Once<T>, value: T) -> bool {
     let mut first = false;
     cell.call_once(|| {
         first = true;

@@ -8,8 +8,10 @@
 //!   [`current`], [`Thread::set_affinity`] (migration).
 //! * **Wait queues** ([`WaitQueue`]): wait for a condition, with a timeout or
 //!   deadline, wake one, some or all — safe against lost wake-ups on any
-//!   number of CPUs (the protocol is model-checked with loom,
-//!   `tests/loom.rs`). The sleeping locks of `uklock` are built on them.
+//!   number of CPUs. The thread state word behind them is model-checked
+//!   with loom inside hand-written models of the queue, the scheduler and
+//!   the timer (see *What loom checks* below). The sleeping locks of
+//!   `uklock` are built on them.
 //! * **Preemption control** ([`preempt`]): nestable, per CPU.
 //! * **Hooks** ([`hooks`]) on every context switch and idle entry, per CPU,
 //!   for libraries such as RCU.
@@ -101,11 +103,41 @@
 //!
 //! **Why loom:** the wake/sleep protocol is the part of a scheduler whose
 //! bugs (a lost wake-up, a thread queued twice) show up once in a million
-//! runs; `loom` explores every interleaving of a small model of it.
+//! runs; `loom` explores its interleavings exhaustively, up to a bound.
+//!
+//! ## What loom checks
+//!
+//! `tests/loom.rs` (`RUSTFLAGS="--cfg loom" cargo test -p uksched --release
+//! --test loom`) runs three models and a negative control under every
+//! interleaving up to a bound of preemptions (`LOOM_MAX_PREEMPTIONS`, 3 by
+//! default) and every value the memory model allows the atomics' orderings
+//! to return. Of this crate's code, only [`state`] is in them — the real
+//! [`state::StateWord`] (`begin_wait`, `block`, `wake`, `end_wait`,
+//! `set_running`) with loom's atomics in place of `core`'s; `cfg(loom)`
+//! builds of the crate contain nothing else. Everything around it is a
+//! hand-written stand-in that transcribes the real code step by step but is
+//! not compiled from it:
+//!
+//! | real code | stand-in in the models |
+//! |---|---|
+//! | `WaitQueue`'s intrusive list under a `SpinLockIrq` | a loom `Mutex<Vec<(thread, wait sequence)>>` |
+//! | `WaitQueue::round` (queue, check, sleep, dequeue, `end_wait`) and `wake_one` | the same steps re-written in the test (`waiter`, `timed_waiter`, `pop` + wake) |
+//! | `sched::schedule` / `sched::wake`, run queues, CPUs, IPIs | `block`, then spinning until a waker's `Wake::Enqueue` bumped a counter, then `set_running` |
+//! | the per-CPU sleep timers (`add_timer`, `on_timer`, `cancel_timer`) | one armed slot and a thread that takes it |
+//!
+//! Not modelled at all: preemption control and interrupts, more than one
+//! waiter per queue, `wake_all`/`wake_n`, yields and preemption
+//! (`set_queued`), migration and work stealing, exit and `join`. So loom
+//! shows that the state word's transitions, used as the stand-ins use
+//! them, lose no wake-up, enqueue a thread at most once and never let a
+//! stale wake-up end a later wait; whether `wait.rs` and `sched.rs` use
+//! them that way is checked by reading them against the models (keep the
+//! two in step) and by the in-guest tests, not by loom.
 #![cfg_attr(not(test), no_std)]
 // `cfg(loom)` builds (the model checks in `tests/loom.rs`) contain the
 // state word alone: everything else needs the guest's spinlocks, per-CPU
-// data and stacks, which are not built for loom.
+// data and stacks, which are not built for loom (the models stand in for
+// them; see "What loom checks" above).
 
 #[cfg(not(loom))]
 extern crate alloc;

@@ -24,7 +24,11 @@
 //! and it does not sleep) or from `BLOCKED` to `QUEUED` (it is put on a run
 //! queue). Exactly one of the waker's compare-and-swap and the waiter's
 //! `block` wins, so the thread is enqueued at most once. The loom models in
-//! `tests/loom.rs` check this under every interleaving.
+//! `tests/loom.rs` check this code, with loom's atomics, under every
+//! interleaving up to a preemption bound — driven by hand-written
+//! stand-ins of the wait queue, the scheduler and the timer that follow
+//! `wait.rs` and `sched.rs` (see the crate documentation, *What loom
+//! checks*).
 
 #[cfg(not(loom))]
 use core::sync::atomic::{AtomicU64, Ordering};

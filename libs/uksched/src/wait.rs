@@ -8,7 +8,9 @@
 //! *first*, then takes waiters off the queue (under the lock) and wakes
 //! them. So either the waiter's check sees the change, or the waker finds
 //! the waiter on the queue: a wake-up is never lost, on any number of
-//! CPUs. `tests/loom.rs` model-checks this protocol.
+//! CPUs. `tests/loom.rs` model-checks this protocol as transcribed by
+//! hand into its models (`waiter`, `timed_waiter`), around the real state
+//! word: a change here must be made there too to be checked.
 //!
 //! A waker takes the waiter off the queue; the waiter, when it runs again,
 //! looks whether it is still on it: if not, it was woken; if so, its

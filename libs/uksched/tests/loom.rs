@@ -5,23 +5,37 @@
 //!     cargo test -p uksched --release --test loom
 //! ```
 //!
-//! The models use the real [`StateWord`] (`src/state.rs`, whose atomics are
-//! loom's under `cfg(loom)`) and small models of the rest, following
-//! `src/wait.rs` and `src/sched.rs` step by step:
+//! **Real code and stand-ins.** Of uksched, the models run only
+//! `src/state.rs`: the real [`StateWord`] (`begin_wait`, `block`, `wake`,
+//! `end_wait`, `set_running`, `state`, `load`), whose atomics are loom's
+//! under `cfg(loom)` — a `cfg(loom)` build of the crate contains nothing
+//! else. Everything else below is written here by hand, following
+//! `src/wait.rs` and `src/sched.rs` step by step but not compiled from
+//! them, so a change there is only checked once it is copied here:
 //!
-//! * a **wait queue**: a loom `Mutex` around a `Vec` of (thread, wait
-//!   sequence) entries, as `WaitQueue`'s spinlock-protected list;
+//! * the **wait queue**: a loom `Mutex` around a `Vec` of (thread, wait
+//!   sequence) entries, standing in for `WaitQueue`'s intrusive list under
+//!   a `SpinLockIrq`; `waiter` and `timed_waiter` re-write
+//!   `WaitQueue::round` (queue and `begin_wait` under the lock, check,
+//!   sleep, dequeue, `end_wait`), `pop` + `Thread::wake` re-write
+//!   `wake_one`;
 //! * the **scheduler**: the waiter's `schedule()` is `block()`; when it
 //!   succeeds the thread "switches out" and spins (with loom's
 //!   `yield_now`) until some waker's `wake` returned `Enqueue` and put it on
 //!   the "run queue" (a counter: it must reach 1 and never 2), then the
-//!   "CPU picks it" (`set_running`);
+//!   "CPU picks it" (`set_running`) — no real run queue, CPU, IPI,
+//!   preemption or migration;
 //! * a **timer**: an armed (sequence) slot that the timer thread takes and
-//!   wakes, and the waiter cancels when it runs again.
+//!   wakes, and the waiter cancels when it runs again, standing in for
+//!   `sched::add_timer` / `on_timer` / `cancel_timer`.
 //!
-//! loom runs each model under every interleaving (up to
-//! `LOOM_MAX_PREEMPTIONS`, 3 when unset) and every value the memory model
-//! allows the atomics' orderings to return; `loom::cell::UnsafeCell` fails
+//! Not modelled at all: preemption control and interrupts, several waiters
+//! on one queue, `wake_all` / `wake_n`, yields (`set_queued`), exit and
+//! `join`.
+//!
+//! loom runs each model under every interleaving up to a bound of
+//! preemptions (`LOOM_MAX_PREEMPTIONS`, 3 when unset) and every value the
+//! memory model allows the atomics' orderings to return; `loom::cell::UnsafeCell` fails
 //! a model on unsynchronised accesses. A lost wake-up shows as a waiter
 //! that is still switched out when every waker is done (the models check
 //! for it rather than spin forever).

@@ -1,5 +1,6 @@
-//! In-guest tests of cross-CPU calls and idle wake-ups (meaningful with more
-//! than one CPU; with one they check the local paths).
+//! In-guest tests of cross-CPU calls and idle wake-ups. With one CPU the
+//! calls check the local paths, and the cases that need other CPUs (a
+//! chain of calls across three, an idle CPU to wake) are skipped.
 
 use crate::{cpu_count, online, run_on, run_on_all, run_on_all_nowait, run_on_nowait};
 use alloc::vec::Vec;
@@ -89,25 +90,27 @@ fn nowait_calls_run_exactly_once_everywhere() -> TestResult {
 }
 uktest::test_case!(nowait_calls_run_exactly_once_everywhere);
 
-fn calls_nest_across_cpus() -> TestResult {
-    if cpu_count() < 3 {
-        // CPU 1 calling CPU 0 while CPU 0 waits for CPU 1: the waiter
-        // drains its own queue.
-        let back = run_on(cpu_count() - 1, || run_on(0, this_cpu));
-        ut_assert_eq!(back, 0);
-        return Ok(());
-    }
-    let chain = run_on(1, || run_on(2, || run_on(0, || this_cpu() + 10)));
-    ut_assert_eq!(chain, 10);
+/// The last CPU calls back CPU 0 while CPU 0 waits for it: the waiter
+/// drains its own queue. (With one CPU: a local call inside a local call.)
+fn a_call_can_call_back_its_caller() -> TestResult {
+    let back = run_on(cpu_count() - 1, || (this_cpu(), run_on(0, this_cpu)));
+    ut_assert_eq!(back, (cpu_count() - 1, 0));
     Ok(())
 }
-uktest::test_case!(calls_nest_across_cpus);
+uktest::test_case!(a_call_can_call_back_its_caller);
+
+fn calls_nest_across_three_cpus() -> TestResult {
+    uktest::require_cpus(3, "a chain of calls 0 -> 1 -> 2 -> 0")?;
+    let chain = run_on(1, || run_on(2, || (this_cpu(), run_on(0, || this_cpu() + 10))));
+    ut_assert_eq!(chain, (2, 10));
+    Ok(())
+}
+uktest::test_case!(calls_nest_across_three_cpus);
 
 fn a_halted_cpu_wakes_on_an_ipi() -> TestResult {
-    let Some(cpu) = (1..cpu_count()).next() else {
-        ut_assert!(!crate::is_idle(0), "the boot CPU runs the tests, it is not idle");
-        return Ok(());
-    };
+    uktest::require_cpus(2, "an idle CPU besides the one running the tests")?;
+    ut_assert!(!crate::is_idle(this_cpu()), "the CPU running the tests claims to be idle");
+    let cpu = if this_cpu() == 1 { 0 } else { 1 };
     // Let the CPU settle into its halt.
     let deadline = uktime::now() + Duration::from_secs(2);
     while !crate::is_idle(cpu) && uktime::now() < deadline {

@@ -89,11 +89,27 @@ fn configured_kind_is_linked() -> TestResult {
 }
 test_case!(configured_kind_is_linked);
 
-fn one_cpu_mode_follows_the_cpu_count() -> TestResult {
-    ut_assert_eq!(SINGLE_CPU, ukplat::cpu::CONFIGURED_CPUS == 1);
+/// One-CPU mode (locks reduced to preemption control, no MCS queue) is
+/// sound only while a single CPU runs, and the real algorithms must run
+/// whenever more do. What the MCS lock does while held — take a node from
+/// this CPU's pool, or none — must match the CPUs the platform started.
+fn one_cpu_mode_runs_exactly_when_one_cpu_runs() -> TestResult {
+    let running = ukplat::cpu::count();
+    let lock = McsLock::new(());
+    let nodes = {
+        let _held = lock.lock();
+        RawMcsLock::nodes_in_use(ukplat::cpu::this_cpu())
+    };
+    ut_assert_eq!(
+        nodes == 0,
+        running == 1,
+        "{} CPU(s) run, and a held MCS lock takes {} node(s) of its CPU's pool",
+        running,
+        nodes
+    );
     Ok(())
 }
-test_case!(one_cpu_mode_follows_the_cpu_count);
+test_case!(one_cpu_mode_runs_exactly_when_one_cpu_runs);
 
 fn rwlock_readers_share_writers_exclude() -> TestResult {
     let base = preempt_count();

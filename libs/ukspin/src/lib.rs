@@ -124,20 +124,37 @@
 //! code generic over `R: RawMutex` (a library that wants "some lock") works
 //! with every kind here. 0.4 is what the ecosystem uses. [`loom`] (only in
 //! `cfg(loom)` builds, `RUSTFLAGS="--cfg loom" cargo test -p ukspin --release
-//! --test loom`) model-checks the ticket, MCS, TAS and rwlock algorithms: it
-//! runs small multi-threaded tests under every interleaving and every
-//! outcome the C++/Rust memory model allows for the chosen orderings,
-//! catching ordering bugs that x86's strong memory model would hide in
-//! testing.
+//! --test loom`) model-checks the real raw locks — the crate's own code,
+//! with loom's atomics swapped in (`sync.rs`) — in small tests of two or
+//! three threads: [`RawTicketLock`] (`lock`, `try_lock`, `unlock`),
+//! [`RawMcsLock`] with explicit nodes (`lock_with`, `try_lock_with`,
+//! `unlock_with`, a node reused), [`RawTasLock`] (`lock`, `unlock`) and
+//! [`RawRwSpinLock`] (`lock_exclusive`, `lock_shared`, `try_lock_shared`,
+//! the unlocks). It explores every interleaving up to a bound of
+//! preemptions (`LOOM_MAX_PREEMPTIONS`, 3 by default) and every outcome the
+//! C++/Rust memory model allows for the chosen orderings, catching ordering
+//! bugs that x86's strong memory model would hide in testing; a spin loop
+//! stops branching after 4 fruitless polls (see `sync.rs`). Not in the
+//! models (loom builds leave them out, or they are not exercised): the
+//! per-CPU MCS node pool (`RawMcsLock::lock`), one-CPU mode, the
+//! preemption counter, [`IrqSave`], the `lock_api` wrappers, TAS
+//! `try_lock`, and the rwlock's `try_lock_exclusive` and `downgrade`;
+//! those are covered by the host tests (real threads, not exhaustive) and
+//! the in-guest tests.
 //!
-//! **Layering:** `ukarch` → platform services (`ukplat` per-CPU data,
-//! `apic`) → `ukspin` (these spinlocks) → `uksched` (threads, wait queues)
-//! → `uklock` (sleeping locks). Sleeping locks block the thread on a
-//! scheduler wait queue; the scheduler's run and wait queues are protected
-//! by these spinlocks. One crate holding both would depend on the scheduler
-//! and the scheduler on it — a cycle Cargo rejects — so the busy-waiting
-//! locks live here, below the scheduler, and the sleeping ones in `uklock`,
-//! above it. (Until the scheduler existed this crate was called `uklock`.)
+//! **Layering:** `ukarch` → `ukplat` (per-CPU data, preemption counter) →
+//! `ukspin` (these spinlocks) → the libraries that lock with them (`apic`'s
+//! I/O APIC registers, `ukalloc`'s heap, `ukconsole`'s output and input,
+//! `ukvmem`) → `uksched` (threads, wait queues) → `uklock` (sleeping locks).
+//! Every busy-waiting lock in the libraries is one of these, so `kind`
+//! applies to all of them; `ukarch` and `ukplat`, below, hold no lock
+//! (`ukplat::once::Once` cells are one-time initialisation, not locks).
+//! Sleeping locks block the thread on a scheduler wait queue; the
+//! scheduler's run and wait queues are protected by these spinlocks. One
+//! crate holding both would depend on the scheduler and the scheduler on it
+//! — a cycle Cargo rejects — so the busy-waiting locks live here, below the
+//! scheduler, and the sleeping ones in `uklock`, above it. (Until the
+//! scheduler existed this crate was called `uklock`.)
 //!
 //! [`loom`]: https://docs.rs/loom
 #![cfg_attr(not(test), no_std)]

@@ -5,14 +5,32 @@
 //!     cargo test -p ukspin --release --test loom
 //! ```
 //!
-//! loom runs each model under every thread interleaving (up to a bound on
-//! preemptions: `LOOM_MAX_PREEMPTIONS`, 3 when unset) and every value the
+//! The models run the crate's real raw locks (`src/tas.rs`, `ticket.rs`,
+//! `mcs.rs`, `rwlock.rs`), built with loom's atomics in place of
+//! `core`'s (`src/sync.rs`); nothing here re-implements them. What they
+//! exercise:
+//!
+//! | lock | operations | threads |
+//! |---|---|---|
+//! | `RawTicketLock` | `lock`, `try_lock`, `unlock` | 2 and 3 |
+//! | `RawMcsLock` | `lock_with`, `try_lock_with`, `unlock_with` (explicit nodes; one reused) | 2 and 3 |
+//! | `RawTasLock` | `lock`, `unlock` | 2 |
+//! | `RawRwSpinLock` | `lock_exclusive`, `lock_shared`, `try_lock_shared`, `unlock_*` | 2 writers; 1 writer and 2 readers |
+//!
+//! Not modelled: the per-CPU MCS node pool (`RawMcsLock::lock`, which loom
+//! builds leave out), the preemption counter and one-CPU mode (compiled
+//! out under loom), `IrqSave`, the `lock_api` wrappers, TAS `try_lock`, and
+//! the rwlock's `try_lock_exclusive` and `downgrade`.
+//!
+//! loom runs each model under every thread interleaving up to a bound on
+//! preemptions (`LOOM_MAX_PREEMPTIONS`, 3 when unset) and every value the
 //! memory model lets each atomic load return for the orderings used, so a
-//! missing Acquire/Release shows up here even though x86 would hide it.
+//! missing Acquire/Release shows up here even though x86 would hide it. A
+//! spin loop stops branching after `LOOM_POLLS` (4) fruitless polls and runs
+//! on deterministically (`src/sync.rs` explains why that loses no outcome).
 //! Mutual exclusion is checked by `loom::cell::UnsafeCell`, which fails the
 //! model on any two unsynchronised accesses (at least one a write), and by
-//! the final counts. The per-CPU node pool and the preemption counter are
-//! not part of these builds: MCS is checked with explicit nodes.
+//! the final counts.
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;

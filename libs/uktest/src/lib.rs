@@ -5,19 +5,35 @@
 //! * a registry: [`test_case!`] registers a `fn() -> TestResult` from any
 //!   crate into the [`TESTS`] distributed slice under the name
 //!   `module_path::function`;
-//! * assertion macros that *return* a [`Failure`] instead of panicking (images
-//!   are built with `panic = abort`, so a panic would end the whole run):
-//!   [`ut_assert!`], [`ut_assert_eq!`], [`ut_assert_ne!`], [`ut_fail!`]. A
-//!   failure records the file and line (`#[track_caller]`) and a message
-//!   formatted into a fixed-size buffer ([`MESSAGE_CAPACITY`] bytes, so a
-//!   `Failure` stays under clippy's 128-byte `result_large_err` limit): no
-//!   heap needed, so the allocator itself can be tested;
+//! * assertion macros that *return* a failed [`Stop`] instead of panicking
+//!   (images are built with `panic = abort`, so a panic would end the whole
+//!   run): [`ut_assert!`], [`ut_assert_eq!`], [`ut_assert_ne!`],
+//!   [`ut_fail!`];
+//! * real skips: [`ut_skip!`] returns a skipped [`Stop`] with a reason, for
+//!   a test that cannot run in this configuration (too few CPUs, a CPU
+//!   feature or accelerator the machine lacks, the other scheduling
+//!   policy). A skipped test is reported and counted as skipped, never as
+//!   passed. [`require_cpus`] is the common case as a function;
+//! * both kinds of [`Stop`] record the file and line (`#[track_caller]`)
+//!   and a message formatted into a fixed-size buffer ([`MESSAGE_CAPACITY`]
+//!   bytes, so a `Stop` stays under clippy's 128-byte `result_large_err`
+//!   limit): no heap needed, so the allocator itself can be tested. Both
+//!   propagate with `?` out of helpers that return `Result<T, Stop>`;
 //! * a runner, [`run_all`] (also usable as an app's `main`: [`main`]), that
-//!   runs the tests in name order and prints one line per case —
-//!   `test NAME ... ok (N cycles)` or `test NAME ... FAILED at FILE:LINE: message` —
-//!   and then, alone on the last line, `N passed, N failed`. It returns 0 when
-//!   every selected test passed, 1 otherwise; selecting no test at all is a
-//!   failure too (a filter with a typo must not look like success).
+//!   runs the tests in name order and prints exactly one line per case, one
+//!   of
+//!
+//!   ```text
+//!   test NAME ... ok (N cycles)
+//!   test NAME ... FAILED at FILE:LINE: MESSAGE
+//!   test NAME ... skipped: REASON
+//!   ```
+//!
+//!   and then, alone on the last line, `N passed, N failed, N skipped` (all
+//!   three, always). It returns 0 when at least one selected test ran and
+//!   none failed — a run whose tests were all skipped still exits 0, and
+//!   says so in its closing line — and 1 otherwise; selecting no test at all
+//!   is a failure (a filter with a typo must not look like success).
 //!
 //! How libraries use it: an optional dependency on `uktest` behind a cargo
 //! feature named `uktest`, which `cargo xtask` enables on every selected
@@ -31,7 +47,7 @@
 //! ```
 //!
 //! ```
-//! use uktest::{TestResult, ut_assert, ut_assert_eq};
+//! use uktest::{Stop, TestResult, ut_assert, ut_assert_eq, ut_skip};
 //!
 //! fn addition_works() -> TestResult {
 //!     ut_assert_eq!(1 + 1, 2);
@@ -39,7 +55,28 @@
 //!     Ok(())
 //! }
 //! uktest::test_case!(addition_works);
-//! # fn main() { assert!(addition_works().is_ok()); }
+//!
+//! /// A helper that skips: the test calling it stops there with `?`.
+//! fn needs_avx(has_avx: bool) -> Result<u32, Stop> {
+//!     if !has_avx {
+//!         ut_skip!("the CPU has no AVX (CPUID.1:ECX[28] = {})", 0);
+//!     }
+//!     Ok(256)
+//! }
+//!
+//! fn wide_registers() -> TestResult {
+//!     let bits = needs_avx(false)?;
+//!     ut_assert_eq!(bits, 256); // not reached: skipped above
+//!     Ok(())
+//! }
+//! uktest::test_case!(wide_registers);
+//!
+//! # fn main() {
+//! assert!(addition_works().is_ok());
+//! let stop = wide_registers().unwrap_err();
+//! assert!(stop.is_skip());
+//! assert_eq!(stop.message(), "the CPU has no AVX (CPUID.1:ECX[28] = 0)");
+//! # }
 //! ```
 //!
 //! **Needs:** `ukplat` (console output, command line), `ukarch` (TSC for the
@@ -58,16 +95,17 @@
 //! init table.
 #![cfg_attr(not(test), no_std)]
 
-mod failure;
 mod runner;
+mod stop;
 
-pub use failure::{Failure, MESSAGE_CAPACITY, Message};
 #[doc(hidden)]
 pub use linkme;
 pub use runner::{Options, Summary, run, selects};
+pub use stop::{MESSAGE_CAPACITY, Message, Stop, StopKind};
 
-/// What a test function returns: `Ok(())` or the first failed assertion.
-pub type TestResult = Result<(), Failure>;
+/// What a test function returns: `Ok(())` (passed), or the [`Stop`] that
+/// ended it early: the first failed assertion, or a skip.
+pub type TestResult = Result<(), Stop>;
 
 /// One registered test case.
 #[derive(Debug)]
@@ -106,7 +144,7 @@ macro_rules! test_case {
     };
 }
 
-/// Fails the test (returns `Err(Failure)`) unless `cond` holds. The message
+/// Fails the test (returns a failed [`Stop`]) unless `cond` holds. The message
 /// is `assertion failed: COND`, followed by `: MESSAGE` when a format string
 /// and arguments are given.
 ///
@@ -123,14 +161,14 @@ macro_rules! test_case {
 macro_rules! ut_assert {
     ($cond:expr $(,)?) => {
         if !$cond {
-            return ::core::result::Result::Err($crate::Failure::new(
+            return ::core::result::Result::Err($crate::Stop::failure(
                 ::core::format_args!("assertion failed: {}", ::core::stringify!($cond)),
             ));
         }
     };
     ($cond:expr, $($arg:tt)+) => {
         if !$cond {
-            return ::core::result::Result::Err($crate::Failure::new(
+            return ::core::result::Result::Err($crate::Stop::failure(
                 ::core::format_args!(
                     "assertion failed: {}: {}",
                     ::core::stringify!($cond),
@@ -161,7 +199,7 @@ macro_rules! ut_assert_eq {
         match (&$left, &$right) {
             (left, right) => {
                 if !(*left == *right) {
-                    return ::core::result::Result::Err($crate::Failure::new(
+                    return ::core::result::Result::Err($crate::Stop::failure(
                         ::core::format_args!(
                             "assertion failed: {} == {} (left: {:?}, right: {:?})",
                             ::core::stringify!($left),
@@ -178,7 +216,7 @@ macro_rules! ut_assert_eq {
         match (&$left, &$right) {
             (left, right) => {
                 if !(*left == *right) {
-                    return ::core::result::Result::Err($crate::Failure::new(
+                    return ::core::result::Result::Err($crate::Stop::failure(
                         ::core::format_args!(
                             "assertion failed: {} == {} (left: {:?}, right: {:?}): {}",
                             ::core::stringify!($left),
@@ -210,7 +248,7 @@ macro_rules! ut_assert_ne {
         match (&$left, &$right) {
             (left, right) => {
                 if *left == *right {
-                    return ::core::result::Result::Err($crate::Failure::new(
+                    return ::core::result::Result::Err($crate::Stop::failure(
                         ::core::format_args!(
                             "assertion failed: {} != {} (both: {:?})",
                             ::core::stringify!($left),
@@ -226,7 +264,7 @@ macro_rules! ut_assert_ne {
         match (&$left, &$right) {
             (left, right) => {
                 if *left == *right {
-                    return ::core::result::Result::Err($crate::Failure::new(
+                    return ::core::result::Result::Err($crate::Stop::failure(
                         ::core::format_args!(
                             "assertion failed: {} != {} (both: {:?}): {}",
                             ::core::stringify!($left),
@@ -253,17 +291,58 @@ macro_rules! ut_assert_ne {
 #[macro_export]
 macro_rules! ut_fail {
     ($($arg:tt)+) => {
-        return ::core::result::Result::Err($crate::Failure::new(
+        return ::core::result::Result::Err($crate::Stop::failure(
             ::core::format_args!($($arg)+),
         ))
     };
+}
+
+/// Skips the test: returns a skipped [`Stop`] with the formatted reason,
+/// from the test function or from a helper returning `Result<T, Stop>`
+/// (which the test propagates with `?`). The runner prints `test NAME ...
+/// skipped: REASON` and counts it as skipped, not passed. Say *why* the
+/// test cannot run here (what it needs, what this configuration has).
+///
+/// ```
+/// fn needs(cpus: usize, have: usize) -> uktest::TestResult {
+///     if have < cpus {
+///         uktest::ut_skip!("needs {} CPUs, this run has {}", cpus, have);
+///     }
+///     Ok(())
+/// }
+/// assert!(needs(2, 4).is_ok());
+/// let stop = needs(2, 1).unwrap_err();
+/// assert!(stop.is_skip());
+/// assert_eq!(stop.message(), "needs 2 CPUs, this run has 1");
+/// ```
+#[macro_export]
+macro_rules! ut_skip {
+    ($($arg:tt)+) => {
+        return ::core::result::Result::Err($crate::Stop::skip(
+            ::core::format_args!($($arg)+),
+        ))
+    };
+}
+
+/// Skips the calling test unless at least `n` CPUs run
+/// (`ukplat::cpu::count()`); `what` says what needs them. Use it with `?`:
+/// `uktest::require_cpus(2, "a thread moving between two CPUs")?;` skips
+/// with `needs 2 CPUs (a thread moving between two CPUs); this run has 1`.
+#[track_caller]
+pub fn require_cpus(n: usize, what: &str) -> TestResult {
+    let have = ukplat::cpu::count();
+    if have < n {
+        ut_skip!("needs {} CPUs ({}); this run has {}", n, what, have);
+    }
+    Ok(())
 }
 
 /// Runs every registered test with the filter and `fail_fast` from the
 /// configuration (`uktest.filter=TEXT` on the command line overrides the
 /// configured filter; both are comma-separated lists, see [`selects`]),
 /// printing to the platform console. Returns the exit
-/// status: 0 when at least one test ran and all passed, else 1.
+/// status: 0 when at least one test ran (passed or skipped) and none
+/// failed, else 1.
 pub fn run_all() -> i32 {
     let cmdline = ukplat::boot_info().cmdline;
     let options = Options {
@@ -334,8 +413,58 @@ mod tests {
     #[test]
     fn failure_display_names_location() {
         let before = line!();
-        let f = Failure::new(format_args!("boom {}", 1));
+        let f = Stop::failure(format_args!("boom {}", 1));
         assert_eq!(f.line(), before + 1);
-        assert_eq!(std::format!("{f}"), std::format!("{}:{}: boom 1", file!(), f.line()));
+        assert_eq!(std::format!("{f}"), std::format!("FAILED at {}:{}: boom 1", file!(), f.line()));
+    }
+
+    /// Skips from the test itself and from a helper (through `?`); the
+    /// code after a skip does not run.
+    fn skip_in_helper(skip: bool) -> Result<u32, Stop> {
+        if skip {
+            ut_skip!("helper cannot run: {}", "no device");
+        }
+        Ok(7)
+    }
+
+    fn skipping(mode: u8, reached: &mut bool) -> TestResult {
+        if mode == 0 {
+            ut_skip!("mode {} is not supported", mode);
+        }
+        let v = skip_in_helper(mode == 1)?;
+        *reached = true;
+        ut_assert_eq!(v, 8);
+        Ok(())
+    }
+
+    #[test]
+    fn ut_skip_returns_a_skip_with_its_reason_from_tests_and_helpers() {
+        let mut reached = false;
+        let line = line!() - 11;
+        let s = skipping(0, &mut reached).unwrap_err();
+        assert!(s.is_skip(), "{s:?}");
+        assert_eq!(s.message(), "mode 0 is not supported");
+        assert_eq!((s.file(), s.line()), (file!(), line));
+        assert!(!reached);
+
+        let s = skipping(1, &mut reached).unwrap_err();
+        assert_eq!((s.kind(), s.message()), (StopKind::Skipped, "helper cannot run: no device"));
+        assert!(!reached, "the test went on after its helper skipped");
+
+        // Not skipped: the assertion after the helper fails as a failure.
+        let f = skipping(2, &mut reached).unwrap_err();
+        assert!(reached);
+        assert_eq!(f.kind(), StopKind::Failed);
+        assert_eq!(f.message(), "assertion failed: v == 8 (left: 7, right: 8)");
+    }
+
+    #[test]
+    fn assertion_macros_make_failures_not_skips() {
+        assert!(asserts(1).unwrap_err().is_failure());
+        assert!(asserts(6).unwrap_err().is_failure());
+        fn fails() -> TestResult {
+            ut_fail!("no")
+        }
+        assert_eq!(fails().unwrap_err().kind(), StopKind::Failed);
     }
 }

@@ -2,7 +2,7 @@
 
 use core::fmt::Write;
 
-use crate::TestCase;
+use crate::{StopKind, TestCase};
 
 /// How to run.
 #[derive(Clone, Copy, Debug, Default)]
@@ -26,6 +26,9 @@ pub struct Summary {
     pub passed: usize,
     /// Ran and failed.
     pub failed: usize,
+    /// Ran and skipped themselves ([`ut_skip!`](crate::ut_skip)): neither
+    /// passed nor failed.
+    pub skipped: usize,
     /// Not selected by the filter.
     pub filtered_out: usize,
     /// Selected but skipped after a failure under `fail_fast`.
@@ -33,9 +36,12 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// True when at least one test ran and none failed.
+    /// True when at least one test ran (passed or skipped) and none failed
+    /// (nor was left out by `fail_fast`). A run whose selected tests all
+    /// skipped is a success, and its closing line says `0 passed`; a run
+    /// that selected no test is not.
     pub const fn success(&self) -> bool {
-        self.failed == 0 && self.passed > 0 && self.not_run == 0
+        self.failed == 0 && self.not_run == 0 && self.passed + self.skipped > 0
     }
 
     /// The app exit status: 0 on [`Summary::success`], else 1.
@@ -89,21 +95,26 @@ fn in_name_order<'t>(tests: &'t [TestCase], filter: &'t str) -> impl Iterator<It
 }
 
 /// Runs the tests of `tests` selected by `options`, in name order, writing
-/// one line per case and a summary to `out` (the last line is exactly
-/// `N passed, N failed`).
+/// exactly one line per case that ran — `test NAME ... ok (N cycles)`,
+/// `test NAME ... FAILED at FILE:LINE: MESSAGE` or `test NAME ... skipped:
+/// REASON` — and a summary to `out`; the last line is exactly `N passed, N
+/// failed, N skipped`, and its counts are those of the case lines.
 ///
 /// ```
 /// fn good() -> uktest::TestResult { Ok(()) }
 /// fn bad() -> uktest::TestResult { uktest::ut_assert_eq!(1, 2); Ok(()) }
+/// fn cannot() -> uktest::TestResult { uktest::ut_skip!("needs {} CPUs", 2) }
 /// let tests = [
 ///     uktest::TestCase { name: "m::good", func: good },
 ///     uktest::TestCase { name: "m::bad", func: bad },
+///     uktest::TestCase { name: "m::cannot", func: cannot },
 /// ];
 /// let mut out = String::new();
 /// let summary = uktest::run(&tests, &uktest::Options::default(), &mut out);
-/// assert_eq!((summary.passed, summary.failed), (1, 1));
-/// assert!(out.contains("test m::bad ... FAILED at "));
-/// assert!(out.ends_with("\n1 passed, 1 failed\n"));
+/// assert_eq!((summary.passed, summary.failed, summary.skipped), (1, 1, 1));
+/// assert!(out.contains("\ntest m::bad ... FAILED at "));
+/// assert!(out.contains("\ntest m::cannot ... skipped: needs 2 CPUs\n"));
+/// assert!(out.ends_with("\n1 passed, 1 failed, 1 skipped\n"));
 /// ```
 pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Summary {
     // Output errors cannot be reported anywhere better than the output, so
@@ -128,7 +139,7 @@ pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Su
                 summary.registered
             );
         }
-        let _ = writeln!(out, "0 passed, 0 failed");
+        let _ = writeln!(out, "0 passed, 0 failed, 0 skipped");
         return summary;
     }
 
@@ -155,16 +166,13 @@ pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Su
                 summary.passed += 1;
                 let _ = writeln!(out, "test {} ... ok ({cycles} cycles)", case.name);
             }
-            Err(failure) => {
-                summary.failed += 1;
-                let _ = writeln!(
-                    out,
-                    "test {} ... FAILED at {}:{}: {}",
-                    case.name,
-                    failure.file(),
-                    failure.line(),
-                    failure.message()
-                );
+            Err(stop) => {
+                match stop.kind() {
+                    StopKind::Failed => summary.failed += 1,
+                    StopKind::Skipped => summary.skipped += 1,
+                }
+                // `FAILED at FILE:LINE: MESSAGE` or `skipped: REASON`.
+                let _ = writeln!(out, "test {} ... {stop}", case.name);
             }
         }
     }
@@ -179,14 +187,15 @@ pub fn run(tests: &[TestCase], options: &Options<'_>, out: &mut dyn Write) -> Su
     if summary.filtered_out > 0 {
         let _ = writeln!(out, "uktest: {} filtered out by \"{filter}\"", summary.filtered_out);
     }
-    let _ = writeln!(out, "{} passed, {} failed", summary.passed, summary.failed);
+    let _ =
+        writeln!(out, "{} passed, {} failed, {} skipped", summary.passed, summary.failed, summary.skipped);
     summary
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{TestResult, ut_assert, ut_assert_eq};
+    use crate::{Stop, TestResult, ut_assert, ut_assert_eq, ut_skip};
     use std::string::String;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -205,6 +214,17 @@ mod tests {
         ut_assert!(false, "value {}", 42);
         Ok(())
     }
+    fn skip() -> TestResult {
+        ut_skip!("needs {} CPUs, this run has {}", 2, 1);
+    }
+    fn needs_device() -> Result<(), Stop> {
+        ut_skip!("no such device")
+    }
+    fn skip_in_helper() -> TestResult {
+        needs_device()?;
+        ut_assert!(false, "not reached");
+        Ok(())
+    }
 
     fn cases() -> [TestCase; 4] {
         [
@@ -215,15 +235,55 @@ mod tests {
         ]
     }
 
+    /// `cases()` plus two skips (one from a helper, through `?`).
+    fn cases_with_skips() -> [TestCase; 6] {
+        let [a, b, c, d] = cases();
+        [
+            a,
+            b,
+            TestCase { name: "b::skip", func: skip },
+            c,
+            d,
+            TestCase { name: "d::skip_in_helper", func: skip_in_helper },
+        ]
+    }
+
     fn lines(out: &str) -> std::vec::Vec<&str> {
         out.lines().collect()
+    }
+
+    /// The closing line's three counts, and the counts of the per-case
+    /// lines, which must agree (as xtask checks).
+    fn closing_and_case_counts(out: &str) -> ([usize; 3], [usize; 3]) {
+        let last = *lines(out).last().unwrap();
+        let parts: std::vec::Vec<&str> = last.split(", ").collect();
+        assert_eq!(parts.len(), 3, "closing line {last:?}");
+        let count = |part: &str, word: &str| -> usize {
+            part.strip_suffix(word).unwrap_or_else(|| panic!("{last:?} lacks {word:?}")).parse().unwrap()
+        };
+        let closing = [count(parts[0], " passed"), count(parts[1], " failed"), count(parts[2], " skipped")];
+        let mut cases = [0; 3];
+        for line in lines(out).iter().filter(|l| l.starts_with("test ")) {
+            let (_, rest) = line.split_once(" ... ").unwrap();
+            let i = if rest.starts_with("ok (") {
+                0
+            } else if rest.starts_with("FAILED at ") {
+                1
+            } else if rest.starts_with("skipped: ") {
+                2
+            } else {
+                panic!("unknown case line {line:?}")
+            };
+            cases[i] += 1;
+        }
+        (closing, cases)
     }
 
     #[test]
     fn runs_in_name_order_and_reports_each_case() {
         let mut out = String::new();
         let s = run(&cases(), &Options::default(), &mut out);
-        assert_eq!((s.passed, s.failed, s.filtered_out, s.not_run), (2, 2, 0, 0));
+        assert_eq!((s.passed, s.failed, s.skipped, s.filtered_out, s.not_run), (2, 2, 0, 0, 0));
         assert_eq!(s.exit_code(), 1);
         let l = lines(&out);
         assert_eq!(l[0], "uktest: running 4 tests");
@@ -234,20 +294,63 @@ mod tests {
         assert!(l[2].ends_with(" cycles)"), "{}", l[2]);
         assert!(l[3].starts_with("test b::pass ... ok ("), "{}", l[3]);
         assert!(l[4].ends_with(": assertion failed: false: value 42"), "{}", l[4]);
-        assert_eq!(*l.last().unwrap(), "2 passed, 2 failed");
+        assert_eq!(*l.last().unwrap(), "2 passed, 2 failed, 0 skipped");
         assert_eq!(l.len(), 6);
+    }
+
+    #[test]
+    fn skips_are_reported_with_their_reason_and_never_counted_as_passed() {
+        let mut out = String::new();
+        let s = run(&cases_with_skips(), &Options::default(), &mut out);
+        assert_eq!((s.selected, s.passed, s.failed, s.skipped, s.not_run), (6, 2, 2, 2, 0));
+        assert_eq!(s.exit_code(), 1, "two failures");
+        let l = lines(&out);
+        assert_eq!(l[0], "uktest: running 6 tests");
+        assert_eq!(l[4], "test b::skip ... skipped: needs 2 CPUs, this run has 1");
+        assert_eq!(l[6], "test d::skip_in_helper ... skipped: no such device");
+        assert_eq!(*l.last().unwrap(), "2 passed, 2 failed, 2 skipped");
+        assert_eq!(l.len(), 8, "{out}");
+        // One line per case, and the closing counts are theirs.
+        let (closing, counted) = closing_and_case_counts(&out);
+        assert_eq!(closing, [2, 2, 2]);
+        assert_eq!(closing, counted);
+    }
+
+    #[test]
+    fn a_run_of_passes_and_skips_succeeds_and_counts_both() {
+        let mut out = String::new();
+        let s = run(&cases_with_skips(), &Options { filter: "pass,skip", fail_fast: false }, &mut out);
+        assert_eq!((s.passed, s.failed, s.skipped, s.filtered_out), (2, 0, 2, 2));
+        assert!(s.success());
+        assert_eq!(s.exit_code(), 0);
+        assert!(out.ends_with("\n2 passed, 0 failed, 2 skipped\n"), "{out}");
+    }
+
+    #[test]
+    fn a_run_whose_tests_all_skip_succeeds_but_passes_nothing() {
+        let mut out = String::new();
+        let s = run(&cases_with_skips(), &Options { filter: "skip", fail_fast: true }, &mut out);
+        assert_eq!((s.selected, s.passed, s.failed, s.skipped, s.not_run), (2, 0, 0, 2, 0));
+        assert_eq!(s.exit_code(), 0, "nothing failed");
+        let l = lines(&out);
+        assert_eq!(l[0], "uktest: running 2 of 6 tests (filter \"skip\")");
+        assert_eq!(*l.last().unwrap(), "0 passed, 0 failed, 2 skipped");
+        // A skip is not a failure: fail_fast does not stop at it.
+        assert!(!out.contains("fail_fast"), "{out}");
+        let (closing, counted) = closing_and_case_counts(&out);
+        assert_eq!(closing, counted);
     }
 
     #[test]
     fn filter_selects_by_substring_and_counts_the_rest_on_a_separate_line() {
         let mut out = String::new();
         let s = run(&cases(), &Options { filter: "pass", fail_fast: false }, &mut out);
-        assert_eq!((s.passed, s.failed, s.filtered_out), (2, 0, 2));
+        assert_eq!((s.passed, s.failed, s.skipped, s.filtered_out), (2, 0, 0, 2));
         assert_eq!(s.exit_code(), 0);
         let l = lines(&out);
         assert_eq!(l[0], "uktest: running 2 of 4 tests (filter \"pass\")");
         assert_eq!(l[l.len() - 2], "uktest: 2 filtered out by \"pass\"");
-        assert_eq!(l[l.len() - 1], "2 passed, 0 failed");
+        assert_eq!(l[l.len() - 1], "2 passed, 0 failed, 0 skipped");
     }
 
     #[test]
@@ -297,14 +400,25 @@ mod tests {
         let mut out = String::new();
         let before = RUNS.load(Ordering::SeqCst);
         let s = run(&cases(), &Options { filter: "", fail_fast: true }, &mut out);
-        assert_eq!((s.passed, s.failed, s.not_run), (0, 1, 3));
+        assert_eq!((s.passed, s.failed, s.skipped, s.not_run), (0, 1, 0, 3));
         // Only a::fail ran (other tests may run `pass` concurrently, so >= 1).
         assert!(RUNS.load(Ordering::SeqCst) > before);
         let l = lines(&out);
         assert_eq!(l.len(), 4, "{out}");
         assert_eq!(l[2], "uktest: fail_fast: stopped at the first failure, 3 tests not run");
-        assert_eq!(l[3], "0 passed, 1 failed");
+        assert_eq!(l[3], "0 passed, 1 failed, 0 skipped");
         assert_eq!(s.exit_code(), 1);
+    }
+
+    #[test]
+    fn fail_fast_runs_on_past_skips() {
+        let skip_then_fail =
+            [TestCase { name: "a::skip", func: skip }, TestCase { name: "b::fail", func: fail_msg }];
+        let mut out = String::new();
+        let s = run(&skip_then_fail, &Options { filter: "", fail_fast: true }, &mut out);
+        assert_eq!((s.passed, s.failed, s.skipped, s.not_run), (0, 1, 1, 0));
+        assert_eq!(s.exit_code(), 1);
+        assert!(out.ends_with("\n0 passed, 1 failed, 1 skipped\n"), "{out}");
     }
 
     #[test]
@@ -313,12 +427,13 @@ mod tests {
         let s = run(&cases(), &Options { filter: "nomatch", fail_fast: false }, &mut out);
         assert_eq!(s.exit_code(), 1);
         assert!(out.contains("the filter \"nomatch\" matches none of the 4 registered tests"), "{out}");
-        assert!(out.ends_with("\n0 passed, 0 failed\n"));
+        assert!(out.ends_with("\n0 passed, 0 failed, 0 skipped\n"));
 
         let mut out = String::new();
         let s = run(&[], &Options::default(), &mut out);
         assert_eq!(s.exit_code(), 1);
         assert!(out.starts_with("uktest: no test registered"), "{out}");
+        assert!(out.ends_with("\n0 passed, 0 failed, 0 skipped\n"));
     }
 
     #[test]
@@ -327,5 +442,26 @@ mod tests {
         let mut out = String::new();
         let s = run(&tests, &Options::default(), &mut out);
         assert_eq!(s.passed, 2);
+        assert_eq!(lines(&out).iter().filter(|l| l.starts_with("test x ... ok (")).count(), 2);
+    }
+
+    #[test]
+    fn success_needs_a_test_that_ran_and_no_failure() {
+        let summary = |passed, failed, skipped, not_run| Summary {
+            registered: 9,
+            selected: passed + failed + skipped + not_run,
+            passed,
+            failed,
+            skipped,
+            filtered_out: 0,
+            not_run,
+        };
+        assert!(summary(1, 0, 0, 0).success());
+        assert!(summary(0, 0, 1, 0).success());
+        assert!(summary(3, 0, 2, 0).success());
+        assert!(!summary(0, 0, 0, 0).success(), "nothing ran");
+        assert!(!summary(5, 1, 0, 0).success());
+        assert!(!summary(0, 1, 5, 0).success());
+        assert!(!summary(0, 1, 0, 2).success());
     }
 }

@@ -95,6 +95,17 @@ pub const fn up_counter_elapsed(before: u32, after: u32, bits: u8) -> u32 {
     after.wrapping_sub(before) & mask
 }
 
+/// Elapsed ticks of a down-counter of period `period` whose readings
+/// `before` and `after` may be several periods apart: `approx` (ticks
+/// measured by another clock, good to within half a period) tells how
+/// many whole periods to add to the elapsed ticks within one period.
+pub const fn unwrap_down_counter(before: u32, after: u32, period: u32, approx: u64) -> u64 {
+    let within = down_counter_elapsed(before, after, period) as u64;
+    let period = period as u64;
+    let wraps = (approx.saturating_sub(within) + period / 2) / period;
+    within + wraps * period
+}
+
 /// `cycles * reference_hz / ticks`, the TSC rate from a counted interval.
 pub const fn rate(cycles: u64, ticks: u64, reference_hz: u64) -> u64 {
     if ticks == 0 { 0 } else { (cycles as u128 * reference_hz as u128 / ticks as u128) as u64 }
@@ -205,17 +216,17 @@ pub(crate) mod hw {
 
     /// The PIT's input clock.
     pub const PIT_HZ: u64 = 1_193_182;
+    /// Ticks of channel 0's free-running period.
+    const PIT_PERIOD: u32 = 65536;
     const PIT_CHANNEL0: u16 = 0x40;
     const PIT_COMMAND: u16 = 0x43;
 
-    /// The TSC rate counted against PIT channel 0 for `ms`: channel 0 runs
-    /// as a free-running rate generator (mode 2, period 65536) and is read
-    /// back with latch commands; afterwards it is left stopped (mode 0
-    /// without a count), so it raises no further IRQ 0.
-    pub fn pit(ms: u64) -> Result<u64, CalibrationError> {
+    /// Starts channel 0 as a free-running rate generator (mode 2, period
+    /// 65536); false when no PIT answers.
+    fn pit_start() -> bool {
         // SAFETY: ports 0x40 and 0x43 are the PIT's; nothing else uses it
         // (its IRQ 0 is masked at the PICs and the I/O APIC).
-        let present = unsafe {
+        unsafe {
             outb(PIT_COMMAND, 0x34); // channel 0, lo/hi byte, mode 2, binary
             outb(PIT_CHANNEL0, 0);
             outb(PIT_CHANNEL0, 0); // period 65536
@@ -224,22 +235,58 @@ pub(crate) mod hw {
             let lo = inb(PIT_CHANNEL0);
             let hi = inb(PIT_CHANNEL0);
             !(lo == 0xff && hi == 0xff)
-        };
-        if !present {
-            return Err(CalibrationError::Unavailable(Source::Pit));
         }
-        // SAFETY: as above; latch then read low and high byte.
-        let read = || unsafe {
+    }
+
+    /// Channel 0's count, latched.
+    fn pit_read() -> u32 {
+        // SAFETY: as in `pit_start`; latch then read low and high byte.
+        unsafe {
             outb(PIT_COMMAND, 0x00);
             let lo = inb(PIT_CHANNEL0);
             let hi = inb(PIT_CHANNEL0);
             u32::from(u16::from_le_bytes([lo, hi]))
-        };
-        let target = PIT_HZ * ms / 1000;
-        let (cycles, ticks) = count(read, |a, b| down_counter_elapsed(a, b, 65536), target);
-        // SAFETY: mode 0 without a count stops channel 0.
+        }
+    }
+
+    /// Leaves channel 0 stopped (mode 0 without a count), so it raises no
+    /// further IRQ 0.
+    fn pit_stop() {
+        // SAFETY: as in `pit_start`.
         unsafe { outb(PIT_COMMAND, 0x30) };
+    }
+
+    /// The TSC rate counted against PIT channel 0 for `ms`: channel 0 runs
+    /// as a free-running rate generator and is read back with latch
+    /// commands; afterwards it is left stopped.
+    pub fn pit(ms: u64) -> Result<u64, CalibrationError> {
+        if !pit_start() {
+            return Err(CalibrationError::Unavailable(Source::Pit));
+        }
+        let target = PIT_HZ * ms / 1000;
+        let (cycles, ticks) = count(pit_read, |a, b| down_counter_elapsed(a, b, PIT_PERIOD), target);
+        pit_stop();
         plausible(Source::Pit, rate(cycles, ticks, PIT_HZ))
+    }
+
+    /// PIT ticks (at [`PIT_HZ`], a clock independent of the TSC) that pass
+    /// while `f` runs: the first reading is latched before `f` starts and
+    /// the last after it returns. The counter wraps every 65536 ticks
+    /// (55 ms); the TSC, read around the same instants and converted with
+    /// `tsc_hz`, only decides how many times it wrapped, so it takes a TSC
+    /// rate off by more than half a PIT period to change the result.
+    pub fn pit_ticks_during(tsc_hz: u64, f: impl FnOnce()) -> Result<u64, CalibrationError> {
+        if !pit_start() || tsc_hz == 0 {
+            return Err(CalibrationError::Unavailable(Source::Pit));
+        }
+        let tsc0 = ukarch::tsc::read_ordered();
+        let before = pit_read();
+        f();
+        let after = pit_read();
+        let cycles = ukarch::tsc::read_ordered() - tsc0;
+        pit_stop();
+        let approx = (u128::from(cycles) * u128::from(PIT_HZ) / u128::from(tsc_hz)) as u64;
+        Ok(unwrap_down_counter(before, after, PIT_PERIOD, approx))
     }
 }
 
@@ -265,6 +312,18 @@ mod tests {
         assert_eq!(up_counter_elapsed(10, 30, 24), 20);
         assert_eq!(up_counter_elapsed(0xff_fff0, 0x10, 24), 0x20);
         assert_eq!(up_counter_elapsed(0xffff_fff0, 0x10, 32), 0x20);
+    }
+
+    #[test]
+    fn a_down_counter_unwraps_by_the_approximate_count() {
+        // Within one period: the approximation does not matter while it is
+        // within half a period.
+        assert_eq!(unwrap_down_counter(1000, 400, 65536, 600), 600);
+        assert_eq!(unwrap_down_counter(1000, 400, 65536, 30_000), 600);
+        assert_eq!(unwrap_down_counter(100, 65000, 65536, 0), 636);
+        // Two whole periods and a bit, with the other clock 10 % off.
+        assert_eq!(unwrap_down_counter(1000, 400, 65536, 2 * 65536 + 600 + 13_000), 2 * 65536 + 600);
+        assert_eq!(unwrap_down_counter(1000, 400, 65536, 2 * 65536 + 600 - 13_000), 2 * 65536 + 600);
     }
 
     #[test]

@@ -28,9 +28,15 @@
 //! `-kernel IMAGE -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio`,
 //! `-cpu host,-arch-capabilities` under KVM, `-cpu max` under TCG.
 //!
+//! Locks: none. The boot data (PVH storage, ACPI tables, CPU list) are
+//! written once by the boot CPU into `ukplat::once::Once` cells before any
+//! other CPU runs; the platform's code before `ukplat::cpu::init_this_cpu`
+//! (and every AP's before its own) could not take a `ukspin` lock anyway,
+//! since those need the per-CPU header.
+//!
 //! **Needs:** `ukplat`, `ukarch`, `ukconfig`, `apic` (the local APIC for
 //! INIT/SIPI and each CPU's enable; selected by this platform), `acpi`,
-//! `x86_64`, `spin`.
+//! `x86_64`.
 //! **Config options** (`[platform]` in an app's config): `machine`, `cpus`,
 //! `max_cpus`, `memory`, `accel`, `cmdline` — see `Kconfig.toml`.
 #![cfg_attr(not(test), no_std)]
@@ -54,6 +60,7 @@ mod entry {
     use core::fmt::Write;
     use ukplat::PhysRange;
     use ukplat::cpu::{CpuDesc, MAX_CPUS, Topology};
+    use ukplat::once::Once;
 
     core::arch::global_asm!(
         concat!(include_str!("long_mode.S"), include_str!("boot.S")),
@@ -67,9 +74,9 @@ mod entry {
         static __image_end: u8;
     }
 
-    static STORAGE: spin::Once<pvh::Storage> = spin::Once::new();
-    static FIRMWARE: spin::Once<crate::acpi::Firmware> = spin::Once::new();
-    static CPUS: spin::Once<[CpuDesc; MAX_CPUS]> = spin::Once::new();
+    static STORAGE: Once<pvh::Storage> = Once::new();
+    static FIRMWARE: Once<crate::acpi::Firmware> = Once::new();
+    static CPUS: Once<[CpuDesc; MAX_CPUS]> = Once::new();
 
     /// Reports a boot failure in one line and exits with status 1.
     fn fail(what: core::fmt::Arguments<'_>) -> ! {

@@ -1,8 +1,8 @@
 //! 16550 UART at I/O port 0x3f8: the console device.
 //!
 //! Every port access is a VM exit under KVM, and console output dominates the
-//! guest's cost there (see `shared/NOTES.md`): the transmitter is polled once
-//! per 16-byte FIFO load instead of once per byte.
+//! guest's cost there (see `docs/platform-notes.md`, "Console cost"): the
+//! transmitter is polled once per 16-byte FIFO load instead of once per byte.
 
 use ukarch::regs::{inb, outb};
 
