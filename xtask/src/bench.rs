@@ -58,6 +58,23 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 100)]
         rounds: u64,
     },
+    /// RCU: read-side cost against a plain pointer load, read throughput
+    /// against `ukspin::RwSpinLock` and `uklock::RwLock` at 1..N CPUs,
+    /// `synchronize`/`synchronize_expedited` latency against a cross-CPU
+    /// call round trip, `call_rcu` throughput and `barrier` latency, with
+    /// the goals; the image is built once per policy and CPU count, and
+    /// each table shows both policies.
+    Rcu {
+        /// Boots per policy and CPU count (medians over them).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Accelerator: tcg, kvm or auto.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// CPUs (default: 1, 2 and 4, one table each).
+        #[arg(long)]
+        smp: Option<u32>,
+    },
 }
 
 /// Runs a benchmark.
@@ -68,6 +85,7 @@ pub fn run(which: &BenchCmd) -> Result<ExitCode> {
             smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
         }
         BenchCmd::Sched { repeats, accel, smp, rounds } => sched_bench(*repeats, accel, *smp, *rounds),
+        BenchCmd::Rcu { repeats, accel, smp } => rcu_bench(*repeats, accel, *smp),
     }
 }
 
@@ -277,6 +295,74 @@ pub fn aggregate(boots: &[Vec<BenchLine>]) -> Vec<Row> {
         .collect()
 }
 
+/// How long one benchmark boot may run.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A benchmark app's release image, built once and booted several times.
+struct Booted {
+    /// Every boot's `bench:` lines, in boot order (for ratios within a boot).
+    boots: Vec<Vec<BenchLine>>,
+    /// Medians over the boots ([`aggregate`]).
+    rows: Vec<Row>,
+    /// The guest's TSC rate, from its `metric=machine` line.
+    tsc_hz: u64,
+    /// The accelerator it ran under ...
+    accel: qemu::Accel,
+    /// ... and why that one.
+    why: String,
+}
+
+/// Builds `app` (release) with `sets` as the image `image_name`, boots it
+/// `repeats` times and parses its `bench:` lines; any boot that does not
+/// exit with status 0 is an error that shows its serial log. The app must
+/// print a `metric=machine ... tsc_hz=N` line.
+fn build_and_boot(
+    ws: &kconfig::Workspace,
+    app: &str,
+    image_name: &str,
+    sets: &[String],
+    repeats: usize,
+) -> Result<Booted> {
+    let resolved = ws.resolve(app, None, sets)?;
+    let options =
+        BuildOptions { release: true, quiet: true, name: Some(image_name.to_string()), ..Default::default() };
+    let img = image::build(ws, &resolved, &options)?;
+    let (vm, why) = crate::vm_config(&resolved, None)?;
+    let mut boots = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let r = qemu::run(qemu::command(&img.path, &vm), Some(BOOT_TIMEOUT), false)?;
+        if r.outcome != Outcome::Status(0) {
+            bail!(
+                "{image_name} ({} CPUs, {}): {}\n{}",
+                vm.cpus,
+                vm.accel.name(),
+                r.outcome.describe(),
+                r.serial
+            );
+        }
+        boots.push(bench_lines(&r.serial));
+    }
+    let rows = aggregate(&boots);
+    let tsc_hz = rows
+        .iter()
+        .find(|r| r.id("metric") == Some("machine"))
+        .and_then(|r| r.stat("tsc_hz"))
+        .map(|s| s.median)
+        .with_context(|| format!("{app} printed no machine line with its TSC rate"))?;
+    Ok(Booted { boots, rows, tsc_hz, accel: vm.accel, why })
+}
+
+/// Checks that an image built with `uksched.policy=policy` says so on its
+/// machine line.
+fn check_policy(booted: &Booted, app: &str, policy: &str) -> Result<()> {
+    let reported =
+        booted.rows.iter().find(|r| r.id("metric") == Some("machine")).and_then(|r| r.id("policy"));
+    if reported != Some(policy) {
+        bail!("{app} built with uksched.policy={policy} reports policy {reported:?}");
+    }
+    Ok(())
+}
+
 fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: u64) -> Result<ExitCode> {
     if repeats == 0 {
         bail!("--repeats must be at least 1");
@@ -296,43 +382,22 @@ fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: 
             c
         }
     };
-    let release = BuildOptions { release: true, quiet: true, ..Default::default() };
     for (accel, cpus) in configurations {
         let sets = vec![
             format!("platform.accel={accel}"),
             format!("platform.cpus={cpus}"),
             format!("platform.cmdline=ipi_rounds={ipi_rounds}"),
         ];
-        let resolved = ws.resolve("smpbench", None, &sets)?;
-        let img = image::build(
-            &ws,
-            &resolved,
-            &BuildOptions { name: Some(format!("smpbench-{accel}-{cpus}")), ..release.clone() },
-        )?;
-        let (vm, why) = crate::vm_config(&resolved, None)?;
-        let mut boots = Vec::new();
-        for _ in 0..repeats {
-            let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(300)), false)?;
-            if r.outcome != Outcome::Status(0) {
-                bail!("smpbench ({accel}, {cpus} CPUs): {}\n{}", r.outcome.describe(), r.serial);
-            }
-            boots.push(bench_lines(&r.serial));
-        }
-        let rows = aggregate(&boots);
-        let tsc_hz = rows
-            .iter()
-            .find(|r| r.id("metric") == Some("machine"))
-            .and_then(|r| r.stat("tsc_hz"))
-            .map(|s| s.median)
-            .context("smpbench printed no machine line")?;
+        let booted = build_and_boot(&ws, "smpbench", &format!("smpbench-{accel}-{cpus}"), &sets, repeats)?;
         println!();
         println!(
-            "bench smp: {} CPUs, accelerator {} ({why}), {repeats} boots, median [min..max] over boots; TSC {:.0} MHz",
+            "bench smp: {} CPUs, accelerator {} ({}), {repeats} boots, median [min..max] over boots; TSC {:.0} MHz",
             cpus,
-            vm.accel.name(),
-            tsc_hz as f64 / 1e6
+            booted.accel.name(),
+            booted.why,
+            booted.tsc_hz as f64 / 1e6
         );
-        print_smp_table(&rows, tsc_hz);
+        print_smp_table(&booted.rows, booted.tsc_hz);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -414,7 +479,6 @@ fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<Exi
         bail!("--repeats must be at least 1");
     }
     let ws = crate::load()?;
-    let release = BuildOptions { release: true, quiet: true, ..Default::default() };
     let mut columns = Vec::new();
     let mut machine = String::new();
     for policy in POLICIES {
@@ -424,35 +488,11 @@ fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<Exi
             format!("uksched.policy={policy}"),
             format!("platform.cmdline=rounds={rounds}"),
         ];
-        let resolved = ws.resolve("schedbench", None, &sets)?;
-        let img = image::build(
-            &ws,
-            &resolved,
-            &BuildOptions { name: Some(format!("schedbench-{policy}-{accel}-{smp}")), ..release.clone() },
-        )?;
-        let (vm, why) = crate::vm_config(&resolved, None)?;
-        machine = format!("{smp} CPUs, accelerator {} ({why})", vm.accel.name());
-        let mut boots = Vec::new();
-        for _ in 0..repeats {
-            let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(300)), false)?;
-            if r.outcome != Outcome::Status(0) {
-                bail!("schedbench ({policy}, {accel}, {smp} CPUs): {}\n{}", r.outcome.describe(), r.serial);
-            }
-            boots.push(bench_lines(&r.serial));
-        }
-        let rows = aggregate(&boots);
-        let machine_row = rows
-            .iter()
-            .find(|r| r.id("metric") == Some("machine"))
-            .context("schedbench printed no machine line")?;
-        if machine_row.id("policy") != Some(policy) {
-            bail!(
-                "schedbench built with uksched.policy={policy} reports policy {:?}",
-                machine_row.id("policy")
-            );
-        }
-        let tsc_hz =
-            machine_row.stat("tsc_hz").map(|s| s.median).context("schedbench printed no TSC rate")?;
+        let booted =
+            build_and_boot(&ws, "schedbench", &format!("schedbench-{policy}-{accel}-{smp}"), &sets, repeats)?;
+        check_policy(&booted, "schedbench", policy)?;
+        machine = format!("{smp} CPUs, accelerator {} ({})", booted.accel.name(), booted.why);
+        let Booted { rows, tsc_hz, .. } = booted;
         columns.push(SchedColumn { rows, tsc_hz });
     }
     println!();
@@ -545,6 +585,471 @@ fn sched_table(columns: &[SchedColumn]) -> String {
     out
 }
 
+/// The CPU counts `bench rcu` runs without `--smp`.
+const RCU_CPUS: [u32; 3] = [1, 2, 4];
+
+fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let counts = smp.map_or_else(|| RCU_CPUS.to_vec(), |n| vec![n]);
+    let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for cpus in counts {
+        let mut columns = Vec::new();
+        for policy in POLICIES {
+            let name = format!("rcubench-{policy}-{accel}-{cpus}");
+            eprintln!("bench rcu: {name}: release build, then {repeats} boots");
+            let sets = vec![
+                format!("platform.accel={accel}"),
+                format!("platform.cpus={cpus}"),
+                format!("uksched.policy={policy}"),
+            ];
+            let booted = build_and_boot(&ws, "rcubench", &name, &sets, repeats)?;
+            check_policy(&booted, "rcubench", policy)?;
+            columns.push(booted);
+        }
+        let first = &columns[0];
+        let option = |key: &str| machine_value(&first.rows, key).unwrap_or(0);
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(String::from))
+            .unwrap_or_else(|| "?".into());
+        println!();
+        println!(
+            "bench rcu: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per policy, release; TSC {:.0} MHz; \
+             host: {host_cores} cores, load average {load}",
+            first.accel.name(),
+            first.why,
+            first.tsc_hz as f64 / 1e6
+        );
+        if first.accel == qemu::Accel::Tcg {
+            println!("  Under TCG the times mostly measure QEMU's translator, not the hardware: each guest");
+            println!(
+                "  instruction is emulated by several host ones, and calls, returns and IPIs go through"
+            );
+            println!("  QEMU's helpers. Read the ratios (x) to the baselines measured in the same boot.");
+        }
+        if cpus > 1 && cpus as usize >= host_cores {
+            println!(
+                "  {cpus} vCPUs on {host_cores} host cores: a vCPU that waits for another may wait for a host"
+            );
+            println!("  time slice (~4 ms on the 2-core build machines), and throughput cannot scale past");
+            println!("  the host's free cores.");
+        }
+        println!(
+            "  Cells: medians over boots of each boot's median; ratios are taken within each boot, then"
+        );
+        println!(
+            "  the median [min-max] over boots. Busy readers yield every {} us (under coop nothing else",
+            option("reader_yield_us")
+        );
+        println!("  gives a quiescent state). \"linear\" counts as met at >= 0.9 x CPUs.");
+        print!("{}", render_sections(&rcu_sections(&columns), &POLICIES[..columns.len()]));
+        let forced: Vec<String> = POLICIES
+            .iter()
+            .zip(&columns)
+            .filter_map(|(policy, c)| {
+                let s = c
+                    .rows
+                    .iter()
+                    .find(|r| r.id("metric") == Some("gp") && r.id("kind") == Some("exp-busy"))?;
+                Some(format!(
+                    "{policy} {} forced / {} grace periods",
+                    s.stat("forced")?.median,
+                    s.stat("gps")?.median
+                ))
+            })
+            .collect();
+        if !forced.is_empty() {
+            println!("  expedited, readers busy: {}", forced.join(", "));
+        }
+        for (policy, c) in POLICIES.iter().zip(&columns) {
+            let stalls =
+                c.rows.iter().find(|r| r.id("metric") == Some("rcu_stats")).and_then(|r| r.stat("stalls"));
+            if let Some(s) = stalls.filter(|s| s.max > 0) {
+                println!("  {policy}: RCU stall reports in some boots (up to {} in one)", s.max);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A numeric value of the `machine` line (its options, its TSC rate).
+fn machine_value(rows: &[Row], key: &str) -> Option<u64> {
+    rows.iter().find(|r| r.id("metric") == Some("machine"))?.stat(key).map(|s| s.median)
+}
+
+/// A value of one boot's line `metric`/`kind` (and `cpus`, if given).
+fn boot_value(boot: &[BenchLine], metric: &str, kind: &str, cpus: Option<usize>, key: &str) -> Option<u64> {
+    let id =
+        |line: &BenchLine, k: &str| line.identity.iter().find(|(name, _)| name == k).map(|(_, v)| v.clone());
+    boot.iter()
+        .find(|l| {
+            id(l, "metric").as_deref() == Some(metric)
+                && id(l, "kind").as_deref() == Some(kind)
+                && cpus.is_none_or(|c| id(l, "cpus") == Some(c.to_string()))
+        })?
+        .values
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+}
+
+/// A ratio over boots: its median and range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ratio {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+/// `f` of every boot that has what it needs, as a [`Ratio`] (the lower
+/// middle for even counts, as [`median`]).
+fn per_boot(boots: &[Vec<BenchLine>], f: impl Fn(&[BenchLine]) -> Option<f64>) -> Option<Ratio> {
+    let mut values: Vec<f64> = boots.iter().filter_map(|b| f(b)).filter(|v| v.is_finite()).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(Ratio { median: values[(values.len() - 1) / 2], min: values[0], max: values[values.len() - 1] })
+}
+
+/// A goal from the issue: a ratio at most or at least this.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Goal {
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Goal::AtMost(g) => ratio <= g,
+            Goal::AtLeast(g) => ratio >= g,
+        }
+    }
+}
+
+/// One row of a `bench rcu` section: three cells per policy, then the goal.
+#[derive(Debug, Clone)]
+struct TableLine {
+    label: String,
+    cells: Vec<[String; 3]>,
+    goal: String,
+}
+
+/// A titled group of rows with its own column heads.
+#[derive(Debug, Clone)]
+struct Section {
+    title: String,
+    heads: [&'static str; 3],
+    lines: Vec<TableLine>,
+}
+
+/// A number with as many decimals as its size deserves.
+fn num(v: f64) -> String {
+    match v.abs() {
+        a if a < 10.0 => format!("{v:.2}"),
+        a if a < 1000.0 => format!("{v:.1}"),
+        _ => format!("{v:.0}"),
+    }
+}
+
+/// `1.03x [0.98-1.10]`.
+fn ratio_cell(r: Option<Ratio>) -> String {
+    r.map_or_else(|| "-".into(), |r| format!("{}x [{}-{}]", num(r.median), num(r.min), num(r.max)))
+}
+
+/// The goal column: the goal and, per policy, whether the median met it.
+fn goal_cell(text: &str, goal: Goal, ratios: &[Option<Ratio>]) -> String {
+    let verdicts: Vec<String> = POLICIES
+        .iter()
+        .zip(ratios)
+        .filter_map(|(p, r)| r.map(|r| format!("{p} {}", if goal.met(r.median) { "met" } else { "MISSED" })))
+        .collect();
+    if verdicts.is_empty() { text.to_string() } else { format!("{text}: {}", verdicts.join(", ")) }
+}
+
+/// The sections of one `bench rcu` table (one column per policy).
+fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
+    let stat = |c: &Booted, metric: &str, kind: &str, cpus: Option<usize>, key: &str| {
+        c.rows
+            .iter()
+            .find(|r| {
+                r.id("metric") == Some(metric)
+                    && r.id("kind") == Some(kind)
+                    && cpus.is_none_or(|n| r.id("cpus") == Some(n.to_string().as_str()))
+            })
+            .and_then(|r| r.stat(key))
+            .map(|s| s.median)
+    };
+    let dash = || ["-".to_string(), "-".to_string(), "-".to_string()];
+    let cpus = columns
+        .iter()
+        .filter_map(|c| c.rows.iter().find(|r| r.id("metric") == Some("machine"))?.id("cpus")?.parse().ok())
+        .max()
+        .unwrap_or(1usize);
+    let first = columns.first();
+    let option = |key: &str| first.and_then(|c| machine_value(&c.rows, key)).unwrap_or(0);
+    let mut sections = Vec::new();
+
+    // Read-side cost.
+    let cost = |b: &[BenchLine], kind: &str| {
+        Some(
+            boot_value(b, "read_cost", kind, None, "cycles")? as f64
+                / boot_value(b, "read_cost", kind, None, "ops")? as f64,
+        )
+    };
+    let mut lines = Vec::new();
+    for (kind, label) in [
+        ("plain", "baseline: AtomicPtr load (Relaxed) + deref"),
+        ("rcu", "read_lock + RcuCell::load + deref + drop"),
+    ] {
+        let ratios: Vec<Option<Ratio>> = columns
+            .iter()
+            .map(|c| {
+                if kind == "rcu" {
+                    per_boot(&c.boots, |b| Some(cost(b, "rcu")? / cost(b, "plain")?))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let cells = columns
+            .iter()
+            .zip(&ratios)
+            .map(|(c, r)| {
+                match (stat(c, "read_cost", kind, None, "cycles"), stat(c, "read_cost", kind, None, "ops")) {
+                    (Some(cycles), Some(ops)) => {
+                        let per_op = cycles as f64 / ops.max(1) as f64;
+                        [
+                            num(per_op),
+                            num(per_op * 1e9 / c.tsc_hz as f64),
+                            if kind == "rcu" { ratio_cell(*r) } else { String::new() },
+                        ]
+                    }
+                    _ => dash(),
+                }
+            })
+            .collect();
+        let goal = if kind == "rcu" {
+            goal_cell("<= 1.2x plain", Goal::AtMost(1.2), &ratios)
+        } else {
+            String::new()
+        };
+        lines.push(TableLine { label: label.into(), cells, goal });
+    }
+    sections.push(Section {
+        title: format!("read side on CPU 0, {} reads per sample", option("read_iters")),
+        heads: ["cyc/op", "ns/op", "x plain"],
+        lines,
+    });
+
+    // Read throughput.
+    let tput = |b: &[BenchLine], kind: &str, n: usize| {
+        Some(
+            boot_value(b, "read_tput", kind, Some(n), "ops")? as f64
+                / boot_value(b, "read_tput", kind, Some(n), "window")? as f64,
+        )
+    };
+    const READERS: [(&str, &str); 4] = [
+        ("rcu", "RCU"),
+        ("rwspin", "ukspin::RwSpinLock (read)"),
+        ("uklock-rw", "uklock::RwLock (read)"),
+        ("plain", "floor: AtomicPtr load + deref"),
+    ];
+    let mut lines = Vec::new();
+    for n in 1..=cpus {
+        for (kind, name) in READERS {
+            let ratios: Vec<Option<Ratio>> = columns
+                .iter()
+                .map(|c| per_boot(&c.boots, |b| Some(tput(b, kind, n)? / tput(b, kind, 1)?)))
+                .collect();
+            let cells = columns
+                .iter()
+                .zip(&ratios)
+                .map(|(c, r)| {
+                    match (
+                        stat(c, "read_tput", kind, Some(n), "ops"),
+                        stat(c, "read_tput", kind, Some(n), "window"),
+                    ) {
+                        (Some(ops), Some(window)) => {
+                            let per_s = ops as f64 * c.tsc_hz as f64 / window.max(1) as f64 / 1e6;
+                            [num(per_s), num(per_s / n as f64), ratio_cell(*r)]
+                        }
+                        _ => dash(),
+                    }
+                })
+                .collect();
+            let goal = if kind == "rcu" && n > 1 {
+                goal_cell(&format!("linear ({n}x)"), Goal::AtLeast(0.9 * n as f64), &ratios)
+            } else {
+                String::new()
+            };
+            let plural = if n == 1 { "" } else { "s" };
+            lines.push(TableLine { label: format!("{name}, {n} CPU{plural}"), cells, goal });
+        }
+        if n == 2 {
+            for (kind, name) in [("rwspin", "RwSpinLock"), ("uklock-rw", "uklock::RwLock")] {
+                let ratios: Vec<Option<Ratio>> = columns
+                    .iter()
+                    .map(|c| per_boot(&c.boots, |b| Some(tput(b, "rcu", 2)? / tput(b, kind, 2)?)))
+                    .collect();
+                let cells = ratios.iter().map(|r| [String::new(), String::new(), ratio_cell(*r)]).collect();
+                lines.push(TableLine {
+                    label: format!("RCU reads / {name} reads, 2 CPUs"),
+                    cells,
+                    goal: goal_cell(">= 10x", Goal::AtLeast(10.0), &ratios),
+                });
+            }
+        }
+    }
+    sections.push(Section {
+        title: format!("read throughput: a reader pinned to each CPU, {} ms", option("read_ms")),
+        heads: ["Mreads/s", "M/s/CPU", "x 1 CPU"],
+        lines,
+    });
+
+    // Grace periods.
+    let latency = |b: &[BenchLine], metric: &str, kind: &str| {
+        boot_value(b, metric, kind, None, "cycles").map(|v| v as f64)
+    };
+    let mut lines = Vec::new();
+    let others = if cpus > 2 { format!("CPUs 1-{}", cpus - 1) } else { "CPU 1".into() };
+    let gp_rows: [(&str, &str, String, Option<&str>); 6] = [
+        ("call_rtt", "idle", "baseline: run_on(1, || ()) round trip, CPU 1 idle".into(), None),
+        ("gp", "sync-idle", "synchronize(), other CPUs idle".into(), Some("idle")),
+        ("gp", "exp-idle", "synchronize_expedited(), other CPUs idle".into(), Some("idle")),
+        ("call_rtt", "busy", "baseline: run_on round trip, CPU 1 reading".into(), None),
+        ("gp", "sync-busy", format!("synchronize(), readers busy on {others}"), Some("busy")),
+        ("gp", "exp-busy", format!("synchronize_expedited(), readers on {others}"), Some("busy")),
+    ];
+    for (metric, kind, label, baseline) in gp_rows {
+        if !columns.iter().any(|c| stat(c, metric, kind, None, "cycles").is_some()) {
+            continue;
+        }
+        let ratios: Vec<Option<Ratio>> = columns
+            .iter()
+            .map(|c| {
+                let base = baseline?;
+                per_boot(&c.boots, |b| Some(latency(b, metric, kind)? / latency(b, "call_rtt", base)?))
+            })
+            .collect();
+        let cells = columns
+            .iter()
+            .zip(&ratios)
+            .map(|(c, r)| match stat(c, metric, kind, None, "cycles") {
+                Some(cycles) => [
+                    cycles.to_string(),
+                    num(ns(cycles, c.tsc_hz)),
+                    if baseline.is_some() { ratio_cell(*r) } else { String::new() },
+                ],
+                None => dash(),
+            })
+            .collect();
+        let goal = if kind.starts_with("exp") && ratios.iter().any(Option::is_some) {
+            goal_cell("<= 3x run_on", Goal::AtMost(3.0), &ratios)
+        } else {
+            String::new()
+        };
+        lines.push(TableLine { label, cells, goal });
+    }
+    sections.push(Section {
+        title: format!("grace periods from CPU 0, {} calls", option("gp_samples")),
+        heads: ["cycles", "ns", "x run_on"],
+        lines,
+    });
+
+    // Callbacks.
+    let mut lines = Vec::new();
+    for (kind, label) in [
+        ("box-push", "baseline: Box the closure + Vec::push"),
+        ("queue", "call_rcu(closure) from CPU 0"),
+        ("barrier", "barrier() right after: until all ran"),
+    ] {
+        let cells = columns
+            .iter()
+            .map(|c| {
+                match (stat(c, "call_rcu", kind, None, "cycles"), stat(c, "call_rcu", kind, None, "ops")) {
+                    (Some(cycles), Some(_)) if kind == "barrier" => {
+                        let gps = stat(c, "call_rcu", kind, None, "gps").unwrap_or(0);
+                        [
+                            cycles.to_string(),
+                            num(ns(cycles, c.tsc_hz)),
+                            format!("{gps} GP{}", if gps == 1 { "" } else { "s" }),
+                        ]
+                    }
+                    (Some(cycles), Some(ops)) => {
+                        let per = cycles as f64 / ops.max(1) as f64;
+                        [
+                            num(per),
+                            num(per * 1e9 / c.tsc_hz as f64),
+                            format!("{} M/s", num(c.tsc_hz as f64 / per / 1e6)),
+                        ]
+                    }
+                    _ => dash(),
+                }
+            })
+            .collect();
+        lines.push(TableLine { label: label.into(), cells, goal: String::new() });
+    }
+    sections.push(Section {
+        title: format!("call_rcu: {} callbacks, per callback (barrier: total)", option("callbacks")),
+        heads: ["cycles", "ns", "rate"],
+        lines,
+    });
+    sections
+}
+
+/// Renders sections as one table: the label column, a group of three
+/// cells per policy, and the goal; every section's title line carries its
+/// column heads.
+fn render_sections(sections: &[Section], policies: &[&str]) -> String {
+    use std::fmt::Write as _;
+    let all_lines = || sections.iter().flat_map(|s| &s.lines);
+    let label_width = all_lines()
+        .map(|l| l.label.len() + 2)
+        .chain(sections.iter().map(|s| s.title.len()))
+        .max()
+        .unwrap_or(0);
+    let width = |i: usize| {
+        all_lines()
+            .flat_map(|l| l.cells.iter().map(move |c| c[i].len()))
+            .chain(sections.iter().map(|s| s.heads[i].len()))
+            .max()
+            .unwrap_or(0)
+    };
+    let w = [width(0), width(1), width(2)];
+    let group = w[0] + w[1] + w[2] + 2;
+    let mut out = String::new();
+    let _ = write!(out, "  {:<label_width$}", "");
+    for policy in policies {
+        let _ = write!(out, " | {policy:^group$}");
+    }
+    out.push_str(" | goal\n");
+    for section in sections {
+        let _ = write!(out, "  {:<label_width$}", section.title);
+        for _ in policies {
+            let [h0, h1, h2] = section.heads;
+            let _ = write!(out, " | {h0:>w0$} {h1:>w1$} {h2:>w2$}", w0 = w[0], w1 = w[1], w2 = w[2]);
+        }
+        out.push_str(" |\n");
+        for line in &section.lines {
+            let _ = write!(out, "    {:<width$}", line.label, width = label_width - 2);
+            for [a, b, c] in &line.cells {
+                let _ = write!(out, " | {a:>w0$} {b:>w1$} {c:>w2$}", w0 = w[0], w1 = w[1], w2 = w[2]);
+            }
+            out.push_str(" |");
+            if !line.goal.is_empty() {
+                let _ = write!(out, " {}", line.goal);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -610,5 +1115,78 @@ mod tests {
         let log = "Hello\nBoot: 12345 cycles from first instruction to main (x)\n";
         assert_eq!(boot_cycles(log), Some(12345));
         assert_eq!(boot_cycles("nothing"), None);
+    }
+
+    /// One synthetic `rcubench` boot with 2 CPUs: RCU reads cost `rcu`
+    /// cycles per 1000 against 1000 for the plain load; RCU reads 20 per
+    /// cycle-window per CPU against 1 for the locks; the expedited grace
+    /// period takes `exp` cycles against a 1000-cycle round trip.
+    fn rcu_boot(policy: &str, rcu: u64, exp: u64) -> Vec<BenchLine> {
+        bench_lines(&format!(
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 policy={policy} read_iters=1000 read_ms=20 \
+             gp_samples=51 reader_yield_us=200 callbacks=100\n\
+             bench: metric=read_cost kind=plain samples=11 ops=1000 cycles=1000\n\
+             bench: metric=read_cost kind=rcu samples=11 ops=1000 cycles={rcu}\n\
+             bench: metric=read_tput kind=rcu cpus=1 ops=20000 window=1000 min=20000 max=20000\n\
+             bench: metric=read_tput kind=rwspin cpus=1 ops=1000 window=1000 min=1000 max=1000\n\
+             bench: metric=read_tput kind=rcu cpus=2 ops=40000 window=1000 min=20000 max=20000\n\
+             bench: metric=read_tput kind=rwspin cpus=2 ops=1000 window=1000 min=500 max=500\n\
+             bench: metric=call_rtt kind=busy samples=51 cycles=1000\n\
+             bench: metric=gp kind=exp-busy samples=51 cycles={exp} gps=51 forced=51\n\
+             bench: metric=call_rcu kind=queue samples=5 ops=100 cycles=100000\n\
+             bench: metric=call_rcu kind=barrier samples=5 ops=100 cycles=5000 gps=2\n"
+        ))
+    }
+
+    fn booted(boots: Vec<Vec<BenchLine>>) -> Booted {
+        let rows = aggregate(&boots);
+        Booted { boots, rows, tsc_hz: 1_000_000_000, accel: qemu::Accel::Tcg, why: "requested".into() }
+    }
+
+    #[test]
+    fn ratios_are_taken_within_each_boot() {
+        // Boot medians of the two values alone would give 3000/1000 = 3.
+        let boots =
+            [rcu_boot("coop", 1000, 3000), rcu_boot("coop", 3000, 1000), rcu_boot("coop", 1500, 1000)];
+        let r =
+            per_boot(&boots, |b| Some(boot_value(b, "read_cost", "rcu", None, "cycles")? as f64 / 1000.0))
+                .expect("every boot has the line");
+        assert_eq!(r, Ratio { median: 1.5, min: 1.0, max: 3.0 });
+        assert_eq!(boot_value(&boots[0], "read_tput", "rcu", Some(2), "ops"), Some(40000));
+        assert_eq!(boot_value(&boots[0], "read_tput", "rcu", Some(3), "ops"), None);
+    }
+
+    #[test]
+    fn rcu_table_shows_both_policies_and_the_goals() {
+        let coop = booted(vec![rcu_boot("coop", 1100, 2000)]);
+        let preempt = booted(vec![rcu_boot("preempt", 2000, 5000), rcu_boot("preempt", 2000, 5000)]);
+        let table = render_sections(&rcu_sections(&[coop, preempt]), &POLICIES);
+        let line = |start: &str| -> &str {
+            table
+                .lines()
+                .find(|l| l.trim_start().starts_with(start))
+                .unwrap_or_else(|| panic!("{start}\n{table}"))
+        };
+        assert!(table.lines().next().is_some_and(|l| l.contains("coop") && l.contains("preempt")), "{table}");
+        let read = line("read_lock + RcuCell::load");
+        assert!(read.contains("1.10x") && read.contains("2.00x"), "{table}");
+        assert!(read.ends_with("<= 1.2x plain: coop met, preempt MISSED"), "{table}");
+        // 40000 reads in 1000 cycles at 1 GHz: 40,000 M/s, twice 1 CPU's.
+        let two = line("RCU, 2 CPUs");
+        assert!(two.contains("40000") && two.contains("2.00x"), "{table}");
+        assert!(two.ends_with("linear (2x): coop met, preempt met"), "{table}");
+        assert!(line("RCU reads / RwSpinLock reads, 2 CPUs").contains("40.0x"), "{table}");
+        let exp = line("synchronize_expedited(), readers on CPU 1");
+        assert!(exp.ends_with("<= 3x run_on: coop met, preempt MISSED"), "{table}");
+        // 100000 cycles for 100 callbacks: 1000 cycles, 1 us each, 1 M/s.
+        assert!(line("call_rcu(closure)").contains("1.00 M/s"), "{table}");
+        assert!(line("barrier()").contains("2 GPs"), "{table}");
+        // Not measured: no grace-period row; dashes in a throughput row.
+        assert!(!table.contains("other CPUs idle"), "{table}");
+        let uklock = line("uklock::RwLock (read), 1 CPU");
+        assert!(
+            uklock.split('|').nth(1).is_some_and(|c| c.split_whitespace().eq(["-", "-", "-"])),
+            "{table}"
+        );
     }
 }

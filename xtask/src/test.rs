@@ -129,6 +129,8 @@ struct GuestCheck {
     gdb: bool,
     /// Why this check cannot run here; it is counted as skipped.
     skip: Option<String>,
+    /// Text the serial log must not contain.
+    absent: &'static [&'static str],
 }
 
 fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestCheck {
@@ -143,6 +145,7 @@ fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestC
         input: None,
         gdb: false,
         skip: None,
+        absent: &[],
     }
 }
 
@@ -288,6 +291,7 @@ fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> 
     let no_kvm = kvm.as_ref().err().map(|why| format!("KVM is not usable here ({why})"));
     checks.extend(smp_checks(&no_kvm));
     checks.extend(sched_checks(&no_kvm));
+    checks.extend(rcu_checks());
     let other = match auto {
         qemu::Accel::Kvm => qemu::Accel::Tcg,
         qemu::Accel::Tcg => qemu::Accel::Kvm,
@@ -490,6 +494,121 @@ fn sched_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
         PANIC,
         &["*** PANIC on CPU ", "uklock: thread `intruder` (id ", ") unlocks a Mutex held by thread id "],
     ));
+    checks.push(fault(
+        "rcu-block",
+        PANIC,
+        &[
+            "ukrcu: a thread blocks, sleeps or yields inside 1 RCU read-side critical section(s)",
+            "*** PANIC on CPU ",
+            "uksched: thread `reader` tried to block, sleep or yield with preemption disabled",
+        ],
+    ));
+    checks.push(check(
+        "sched: rcu-stall: a CPU that holds a grace period up is reported with its thread (tcg, coop, 2 CPUs)",
+        "sched",
+        &[
+            "platform.cpus=2",
+            "platform.accel=tcg",
+            "uksched.policy=coop",
+            "ukrcu.stall_timeout_ms=100",
+            "platform.cmdline=rcu-stall",
+        ],
+        Expect {
+            status: Some(0),
+            serial: &[
+                "ukrcu: INFO: grace period ",
+                " stalled for ",
+                " by CPU(s) 1 (no quiescent state",
+                "ukrcu: INFO: rcu_qsbr self-detected stall on CPU 1: thread `hog` (id ",
+                "sched: rcu-stall: synchronize returned after ",
+            ],
+            uktest: false,
+            cpu_lines: None,
+        },
+    ));
+    checks
+}
+
+/// The `rcu` app (`apps/rcu`, rcutorture for `ukrcu`) under TCG on 1, 2
+/// and 4 CPUs with both policies, 1.5 s of torture each: status 0 and a
+/// summary line with no error. Then the same torture built with
+/// `ukrcu.broken_grace_periods=true` (grace periods that wait for nobody)
+/// on 2 CPUs under `preempt`: it must notice, with status 1 and a summary
+/// line whose error count is not 0.
+fn rcu_checks() -> Vec<GuestCheck> {
+    const DURATION: &str = "platform.cmdline=duration_ms=1500";
+    let mut checks = Vec::new();
+    for policy in ["coop", "preempt"] {
+        for cpus in [1, 2, 4] {
+            let sets = [
+                format!("platform.cpus={cpus}"),
+                "platform.accel=tcg".into(),
+                format!("uksched.policy={policy}"),
+                DURATION.into(),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            let serial = leaked(vec![
+                format!("rcu: rcutorture on {cpus} CPU(s), {policy} policy, "),
+                "broken_grace_periods=false".into(),
+                "rcutorture: reads=".into(),
+                " errors=0 barrier_errors=0".into(),
+            ]);
+            checks.push(GuestCheck {
+                // A grace period that never ends hangs the guest: fail
+                // sooner than the default timeout.
+                timeout: Some(Duration::from_secs(60)),
+                ..check(
+                    &format!("rcu: rcutorture (tcg, {policy}, {cpus} CPUs)"),
+                    "rcu",
+                    &sets,
+                    Expect { status: Some(0), serial, uktest: false, cpu_lines: None },
+                )
+            });
+            // The data structures built on RCU: the searchable stack and
+            // the hash map (their uktest cases).
+            let sets = [
+                format!("platform.cpus={cpus}"),
+                "platform.accel=tcg".into(),
+                format!("uksched.policy={policy}"),
+                "platform.cmdline=tests".into(),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            checks.push(GuestCheck {
+                timeout: Some(Duration::from_secs(60)),
+                ..check(
+                    &format!("rcu: stack and hash map (tcg, {policy}, {cpus} CPUs)"),
+                    "rcu",
+                    &sets,
+                    Expect { status: Some(0), serial: &[], uktest: true, cpu_lines: None },
+                )
+            });
+        }
+    }
+    checks.push(GuestCheck {
+        timeout: Some(Duration::from_secs(60)),
+        absent: &[" errors=0 "],
+        ..check(
+            "rcu: rcutorture catches broken grace periods (tcg, preempt, 2 CPUs)",
+            "rcu",
+            &[
+                "platform.cpus=2",
+                "platform.accel=tcg",
+                "uksched.policy=preempt",
+                "ukrcu.broken_grace_periods=true",
+                DURATION,
+            ],
+            Expect {
+                status: Some(1),
+                serial: &[
+                    "broken_grace_periods=true",
+                    "rcutorture: reads=",
+                    "rcutorture: FAILED: errors > 0",
+                ],
+                uktest: false,
+                cpu_lines: None,
+            },
+        )
+    });
     checks
 }
 
@@ -658,6 +777,11 @@ fn run_guest_check(
     for needle in c.expect.serial {
         if !result.serial.contains(needle) {
             problems.push(format!("serial log lacks {needle:?}"));
+        }
+    }
+    for needle in c.absent {
+        if result.serial.contains(needle) {
+            problems.push(format!("serial log contains {needle:?}"));
         }
     }
     if let Some(n) = c.expect.cpu_lines
@@ -1060,6 +1184,10 @@ fn host_side(root: &Path, guest_test_features: &str, mut tally: Tally) -> Result
     for (package, name) in [
         ("ukspin", "host: loom: ukspin models (ticket, MCS, TAS, rwlock)"),
         ("uksched", "host: loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)"),
+        (
+            "ukrcu",
+            "host: loom: ukrcu models (a grace period outlasts every reader; a lax detector is caught)",
+        ),
     ] {
         let started = Instant::now();
         let (ok, output) = run_cargo_with_env(

@@ -94,3 +94,56 @@ pub(crate) fn mutex_foreign_unlock() -> i32 {
     holder.join();
     1
 }
+
+/// `rcu-block`: thread `reader` sleeps inside an RCU read-side critical
+/// section; debug builds panic, and ukrcu's hook names the section.
+pub(crate) fn rcu_block() -> i32 {
+    println!("sched: thread `reader` sleeps inside an RCU read-side critical section");
+    let reader = Builder::new().name("reader").spawn(|| {
+        let _guard = ukrcu::read_lock();
+        uksched::sleep(core::time::Duration::from_millis(1));
+    });
+    match reader {
+        Ok(h) => {
+            h.join();
+            println!("sched: thread `reader` slept inside a read-side section unreported");
+        }
+        Err(e) => println!("sched: cannot spawn `reader`: {e}"),
+    }
+    1
+}
+
+/// `rcu-stall` (meant for `uksched.policy=coop`, `ukrcu.stall_timeout_ms`
+/// small): thread `hog` runs on the last CPU without ever yielding for
+/// 400 ms while a grace period waits for it; the stall report must name
+/// the CPU and the thread, and the grace period must end once it stops.
+pub(crate) fn rcu_stall() -> i32 {
+    use core::time::Duration;
+    if cpus() < 2 {
+        println!("sched: rcu-stall needs 2 CPUs");
+        return 1;
+    }
+    let last = cpus() - 1;
+    if let Some(gp) = ukrcu::gp_thread() {
+        let _ = gp.set_affinity(CpuSet::single(0));
+    }
+    println!("sched: thread `hog` runs 400 ms on CPU {last} without a quiescent state");
+    let hog = Builder::new().name("hog").affinity(CpuSet::single(last)).spawn(|| {
+        uktime::busy_wait(Duration::from_millis(400));
+    });
+    let Ok(hog) = hog else {
+        println!("sched: cannot spawn `hog`");
+        return 1;
+    };
+    uksched::sleep(Duration::from_millis(5));
+    let start = uktime::now();
+    ukrcu::synchronize();
+    let waited = start.elapsed();
+    hog.join();
+    let stalls = ukrcu::stats().stalls;
+    println!(
+        "sched: rcu-stall: synchronize returned after {} ms, {stalls} stall report(s)",
+        waited.as_millis()
+    );
+    if stalls > 0 { 0 } else { 1 }
+}

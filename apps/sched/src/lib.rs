@@ -30,6 +30,7 @@
 //! | `placement::set_affinity_moves_a_yielding_thread` | main re-pins a thread running (and yielding) on another CPU; the thread observes the new CPU within 2 s; skipped with 1 CPU |
 //! | `placement::set_affinity_moves_a_spinning_thread` | the same for a thread that spins without ever yielding; skipped under `coop` (it is never switched out) and with 1 CPU |
 //! | `placement::a_spinning_thread_does_not_starve_its_cpu` | `preempt`: a thread spinning (until a flag) pinned to a CPU does not keep a second thread pinned there from finishing (within 5 s; the CPU counts preemptions). Skipped under `coop`: a thread that never yields keeps its CPU (see `uksched`'s documentation) |
+//! | `smpcalls::calls_run_where_asked_while_threads_migrate` | `preempt`: 2 threads per CPU (at least 8) call for 300 ms — `uksmp::run_on_all(|cpu| (cpu, this_cpu()))`, `run_on(random, this_cpu)`, `run_on_nowait` and `run_on_all_nowait` — while a `mover` thread keeps moving them with `set_affinity` (the one running on another CPU, found with a call there, to its own CPU, and one queued on its own CPU to the other), so that they are preempted and migrated in the middle of calls: every `run_on_all` result ran on the CPU it was issued for, each CPU exactly once; every `run_on` ran on its target; every non-waiting closure ran, on its CPU. Prints the counts; fails unless some call spanned a migration (`this_cpu()` differed before and after it). Skipped under `coop` and with 1 CPU |
 //! | `fpu::sse_registers_survive_switches` | two threads pinned to one CPU (both started before either yields) load distinct values into XMM0, XMM8 and XMM15 and yield to each other 500 times (100 under KVM), checking their values after every yield; the CPU's `fpu_restores` (lazy restores after #NM) grew by at least that many |
 //! | `stats::hooks_run_on_every_switch_and_idle_entry` | a switch hook and an idle hook, registered once, count calls per CPU: on every CPU both counts grew, and (read on that CPU with preemption disabled) they grew exactly as much as the CPU's `switches` and `idle_entries` |
 //! | `stats::cpu_statistics_are_plausible` | on every CPU a thread busy-waits 20 ms, then yields 10 times to a partner and sleeps 20 ms: the CPU's `switches` grew by at least 4, `busy_ns` by at least 20 ms, `idle_ns` by at least 10 ms (half the sleep: the host may deschedule the vCPU between the sleep's deadline and the switch to idle), and busy + idle by no more than the wall time since the threads were created; the thread's own `run_ns` is at least 10 ms (the busy-wait is wall time, which main, spawning the other threads on CPU 0 under `preempt`, may share) and it was switched to at least twice. Main stays on CPU 0 meanwhile, so that it never wakes onto a CPU being measured |
@@ -42,6 +43,8 @@
 //! | `overflow` | a thread named `deep` with a 16 KiB stack recurses until it runs into its guard page | the CPU exception report with ``STACK OVERFLOW in thread `deep` ``, status 111 |
 //! | `mutex-relock` | a thread named `relocker` locks a `uklock::Mutex` it holds | the panic report ``uklock: thread `relocker` ...``, status 110 |
 //! | `mutex-foreign-unlock` | thread `holder` locks a `uklock::Mutex` and keeps it; thread `intruder` unlocks it | the panic report ``uklock: thread `intruder` ...``, status 110 |
+//! | `rcu-block` | thread `reader` sleeps inside an RCU read-side critical section (`ukrcu::read_lock`) | debug builds: ukrcu's line ``a thread blocks, sleeps or yields inside 1 RCU read-side critical section(s)`` and the scheduler's panic report, status 110 |
+//! | `rcu-stall` | with `uksched.policy=coop` and a short `ukrcu.stall_timeout_ms`: thread `hog` runs 400 ms on the last CPU without a quiescent state while `main` waits in `ukrcu::synchronize` | ukrcu's stall report naming the CPU and, from that CPU, ``thread `hog` ``; then the grace period ends, status 0 |
 //!
 //! ## Bounds
 //!
@@ -56,8 +59,8 @@
 //! * Preemption: 5 s for the second thread to finish behind a spinner (the
 //!   time slice is `uksched.quantum_us`, 10 ms by default).
 //!
-//! **Needs:** `uksched`, `uklock`, `uktime`, `uktest`, `ukconsole`,
-//! `ukplat`, `ukarch` (and through `uksched`: `uksmp`, `apic`,
+//! **Needs:** `uksched`, `uklock`, `uksmp`, `uktime`, `uktest`,
+//! `ukconsole`, `ukplat`, `ukarch` (and through `uksched`: `apic`,
 //! `ukvmem`, `ukspin`, `ukalloc`).
 #![no_std]
 
@@ -66,6 +69,7 @@ extern crate alloc;
 mod faults;
 mod fpu;
 mod placement;
+mod smpcalls;
 mod stats;
 mod threads;
 mod timing;
@@ -75,8 +79,7 @@ use ukconsole::println;
 use uksched::{Builder, CpuSet, JoinHandle};
 
 /// Usage text.
-pub const USAGE: &str =
-    "usage: sched [overflow|mutex-relock|mutex-foreign-unlock] (no argument: run the tests)";
+pub const USAGE: &str = "usage: sched [overflow|mutex-relock|mutex-foreign-unlock|rcu-block|rcu-stall] (no argument: run the tests)";
 
 /// The fault requested by `args`: the first argument that is not `key=value`.
 pub fn requested<'a>(args: &[&'a str]) -> Option<&'a str> {
@@ -97,6 +100,8 @@ pub fn main(args: &[&str]) -> i32 {
         Some("overflow") => faults::overflow(),
         Some("mutex-relock") => faults::mutex_relock(),
         Some("mutex-foreign-unlock") => faults::mutex_foreign_unlock(),
+        Some("rcu-block") => faults::rcu_block(),
+        Some("rcu-stall") => faults::rcu_stall(),
         Some(other) => {
             println!("sched: unknown argument \"{other}\"");
             println!("{USAGE}");

@@ -17,6 +17,8 @@
 //! | 20 | reschedule request | [`request_resched`] |
 //! | 24 | interrupt nesting depth | [`in_interrupt`] |
 //! | 28 | local APIC id | [`this_apic_id`] |
+//! | 32 | extended-quiescent-state counter (odd: running, even: idle) | [`eqs_enter`] / [`eqs_exit`] / [`eqs_counter`] |
+//! | 40 | the running interrupt came from an extended quiescent state | [`irq_enter`] / [`irq_exit`] |
 //!
 //! A read-modify-write on `gs:[..]` is a single instruction, so it cannot be
 //! torn by an interrupt on the same CPU; other CPUs never write a header's
@@ -79,6 +81,11 @@ pub struct CpuLocal {
     need_resched: AtomicU32,
     irq_depth: AtomicU32,
     apic_id: AtomicU32,
+    /// The extended-quiescent-state counter: see [`eqs_enter`].
+    eqs: AtomicU64,
+    /// The outermost interrupt handler running now interrupted an
+    /// extended quiescent state (and made `eqs` odd).
+    irq_from_eqs: AtomicU32,
 }
 
 impl CpuLocal {
@@ -90,6 +97,8 @@ impl CpuLocal {
             need_resched: AtomicU32::new(0),
             irq_depth: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
+            eqs: AtomicU64::new(1),
+            irq_from_eqs: AtomicU32::new(0),
         }
     }
 
@@ -117,6 +126,8 @@ const _: () = {
     assert!(core::mem::offset_of!(CpuLocal, need_resched) == 20);
     assert!(core::mem::offset_of!(CpuLocal, irq_depth) == 24);
     assert!(core::mem::offset_of!(CpuLocal, apic_id) == 28);
+    assert!(core::mem::offset_of!(CpuLocal, eqs) == 32);
+    assert!(core::mem::offset_of!(CpuLocal, irq_from_eqs) == 40);
 };
 
 /// Every CPU's header, indexed by [`CpuIndex`].
@@ -363,17 +374,76 @@ pub fn in_interrupt() -> bool {
     this_local().irq_depth.load(Ordering::Relaxed) != 0
 }
 
-/// Marks entry into an interrupt handler on this CPU. The platform's trap
-/// path calls it (and [`irq_exit`]) around the handlers of vectors 32–255.
+/// How many interrupt handlers are running on this CPU (nested ones
+/// included): 0 in thread context.
 #[inline(always)]
-pub fn irq_enter() {
-    this_local().irq_depth.fetch_add(1, Ordering::Relaxed);
+pub fn interrupt_depth() -> u32 {
+    this_local().irq_depth.load(Ordering::Relaxed)
 }
 
-/// Marks the end of an interrupt handler on this CPU.
+/// Marks entry into an interrupt handler on this CPU. The platform's trap
+/// path calls it (and [`irq_exit`]) around the handlers of vectors 32–255.
+/// An interrupt that arrives in an extended quiescent state (the idle
+/// loop, see [`eqs_enter`]) leaves it for the handler's duration.
+#[inline(always)]
+pub fn irq_enter() {
+    let local = this_local();
+    if local.irq_depth.fetch_add(1, Ordering::Relaxed) == 0 && local.eqs.load(Ordering::Relaxed) & 1 == 0 {
+        local.eqs.fetch_add(1, Ordering::SeqCst);
+        local.irq_from_eqs.store(1, Ordering::Relaxed);
+    }
+}
+
+/// Marks the end of an interrupt handler on this CPU (and the return to an
+/// extended quiescent state the interrupt came from).
 #[inline(always)]
 pub fn irq_exit() {
-    this_local().irq_depth.fetch_sub(1, Ordering::Relaxed);
+    let local = this_local();
+    if local.irq_depth.fetch_sub(1, Ordering::Relaxed) == 1 && local.irq_from_eqs.load(Ordering::Relaxed) != 0
+    {
+        local.irq_from_eqs.store(0, Ordering::Relaxed);
+        local.eqs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Extended quiescent states
+
+/// Enters an *extended quiescent state* on this CPU: its idle loop, which
+/// holds no reference into shared data structures, for as long as it lasts
+/// (Linux's "dynticks idle"). Each CPU has a counter, odd while it runs
+/// code and even while it is in such a state; entering and leaving one
+/// (here, in [`eqs_exit`], and around an interrupt handler that runs from
+/// one, see [`irq_enter`]) adds one, with a full barrier.
+///
+/// A grace-period detector (RCU) reads the counter of every CPU
+/// ([`eqs_counter`]) without disturbing it: a CPU whose counter was even
+/// at a snapshot, or has moved since, has passed a quiescent state, so an
+/// idle CPU is never woken to report one.
+///
+/// Call with interrupts disabled, from the idle loop only, paired with
+/// [`eqs_exit`]; nothing between the two may read data that a grace
+/// period protects (an interrupt handler may: it leaves the state).
+#[inline]
+pub fn eqs_enter() {
+    let eqs = &this_local().eqs;
+    debug_assert!(eqs.load(Ordering::Relaxed) & 1 == 1, "ukplat: eqs_enter twice");
+    eqs.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Leaves the extended quiescent state entered with [`eqs_enter`].
+#[inline]
+pub fn eqs_exit() {
+    let eqs = &this_local().eqs;
+    debug_assert!(eqs.load(Ordering::Relaxed) & 1 == 0, "ukplat: eqs_exit without eqs_enter");
+    eqs.fetch_add(1, Ordering::SeqCst);
+}
+
+/// CPU `cpu`'s extended-quiescent-state counter (even: in one), read with
+/// sequential consistency. See [`eqs_enter`].
+#[inline]
+pub fn eqs_counter(cpu: CpuIndex) -> u64 {
+    local(cpu).eqs.load(Ordering::SeqCst)
 }
 
 /// The preemption point on the way back from an interrupt. The platform's

@@ -1,8 +1,8 @@
 //! Hooks: other libraries' functions called on every context switch and
 //! every idle entry, per CPU.
 //!
-//! The RCU library reports quiescent states here: a CPU that switches
-//! threads, or goes idle, holds no RCU read-side reference from before.
+//! (RCU does not use them: it reads the per-CPU quiescent-state counters
+//! of [`crate::qs`], which cost less than a call per switch.)
 //!
 //! **Rules** for a hook:
 //!
@@ -83,6 +83,7 @@ impl Slots {
 
 static SWITCH: Slots = Slots::new();
 static IDLE: Slots = Slots::new();
+static SCHEDULE_BUG: Slots = Slots::new();
 
 /// Registers `hook` to run on every context switch, on the switching CPU.
 ///
@@ -99,6 +100,23 @@ pub fn on_switch(hook: Hook) -> Result<(), HooksFull> {
 /// [`HooksFull`] when [`MAX_HOOKS`] are registered already.
 pub fn on_idle(hook: Hook) -> Result<(), HooksFull> {
     IDLE.add(hook)
+}
+
+/// Registers `hook` to run just before the scheduler panics because a
+/// thread tried to block, sleep or yield where it must not (preemption
+/// disabled, or in an interrupt handler), on that CPU: a hook prints what
+/// it knows about why (`ukrcu` names an open read-side critical section).
+/// The rules above apply; it may print.
+///
+/// # Errors
+/// [`HooksFull`] when [`MAX_HOOKS`] are registered already.
+pub fn on_schedule_bug(hook: Hook) -> Result<(), HooksFull> {
+    SCHEDULE_BUG.add(hook)
+}
+
+#[cold]
+pub(crate) fn run_schedule_bug(cpu: CpuIndex) {
+    SCHEDULE_BUG.run(cpu);
 }
 
 #[inline(always)]

@@ -13,6 +13,9 @@
 //!   the timer (see *What loom checks* below). The sleeping locks of
 //!   `uklock` are built on them.
 //! * **Preemption control** ([`preempt`]): nestable, per CPU.
+//! * **Quiescent states** ([`qs`]) for RCU: every pass through the
+//!   scheduler counts one (a per-CPU counter increment), idle is an extended
+//!   one (`ukplat::cpu::eqs_enter`), and [`qs::force`] asks a CPU for one;
 //! * **Hooks** ([`hooks`]) on every context switch and idle entry, per CPU,
 //!   for libraries such as RCU.
 //! * **Thread-local data** ([`thread_local!`], [`LocalKey`]).
@@ -154,6 +157,8 @@ pub mod hooks;
 mod list;
 #[cfg(not(loom))]
 mod policy;
+#[cfg(not(loom))]
+pub mod qs;
 #[cfg(not(loom))]
 mod sched;
 pub mod state;

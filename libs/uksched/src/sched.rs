@@ -18,7 +18,7 @@ use crate::list::{List, Which};
 use crate::policy::{self, PREEMPTIVE, SLICE_NS};
 use crate::state::{self, BLOCKING, EXITED, RUNNING, StateWord, Wake};
 use crate::thread::{Entry, SpawnError, ThreadInner};
-use crate::{fpu, hooks, switch};
+use crate::{fpu, hooks, qs, switch};
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -114,6 +114,8 @@ pub(crate) struct Cpu {
     pub(crate) steals: AtomicU64,
     pub(crate) preemptions: AtomicU64,
     pub(crate) fpu_restores: AtomicU64,
+    /// Quiescent states (scheduler passes), see [`crate::qs`].
+    pub(crate) qs_passes: AtomicU64,
 }
 
 // SAFETY: `handoff` is touched only by its own CPU with interrupts
@@ -148,6 +150,7 @@ impl Cpu {
             steals: AtomicU64::new(0),
             preemptions: AtomicU64::new(0),
             fpu_restores: AtomicU64::new(0),
+            qs_passes: AtomicU64::new(0),
         }
     }
 }
@@ -245,6 +248,7 @@ pub(crate) fn schedule() {
 #[cold]
 #[inline(never)]
 fn schedule_bug(count: u32) -> ! {
+    hooks::run_schedule_bug(this_cpu());
     let p = current_ptr_unguarded();
     // SAFETY: the running thread's record lives while it runs.
     let name = if p.is_null() { "?" } else { unsafe { (*p).name.as_str() } };
@@ -270,7 +274,15 @@ pub(crate) fn yield_now() {
     // SAFETY: the running thread's record lives while it runs.
     let stay = me.is_null()
         || (cpu.nr_queued.load(Ordering::Relaxed) == 0 && unsafe { (*me).allowed_on(this_cpu()) });
-    if !stay {
+    if stay {
+        // Still a pass through the scheduler, so a quiescent state — and
+        // so held to the same rule as `schedule`.
+        let count = preempt_count();
+        if count != 1 || cpu::in_interrupt() {
+            schedule_bug(count);
+        }
+        qs::report();
+    } else {
         schedule();
     }
     preempt_enable();
@@ -294,6 +306,9 @@ fn resched_hook() {
 fn switch_away() {
     let me = this_cpu();
     let cpu = CPUS.get();
+    // Every pass through here is a quiescent state, whether or not it
+    // switches (see `qs`).
+    qs::report();
     cpu::take_resched_request();
     let now = uktime::now().as_nanos();
     let mut rq = cpu.rq.lock();
@@ -777,10 +792,15 @@ fn idle_loop() -> ! {
     let has_work = || s.nr_queued.load(Ordering::SeqCst) > 0;
     loop {
         ukarch::irq::disable();
+        qs::report();
         hooks::run_idle(me);
         s.idle_entries.fetch_add(1, Ordering::Relaxed);
         if !has_work() && !try_steal(me) {
+            // Halted: an extended quiescent state, which grace periods
+            // see without waking this CPU.
+            cpu::eqs_enter();
             uksmp::idle_halt(has_work);
+            cpu::eqs_exit();
         }
         if has_work() {
             preempt_disable();
@@ -888,6 +908,20 @@ const IDLE_STACK: usize = 16 * 1024;
 
 #[cfg(target_os = "none")]
 ukboot::init!(ukboot::priority::LIBRARY, init);
+
+/// Last step of the boot: the boot thread `main` becomes an ordinary
+/// thread, with interrupts enabled like every other (`thread_start` enables
+/// them for new threads). Otherwise it could never be preempted, its CPU
+/// would take no IPI while it runs (a cross-CPU call to it, or RCU asking
+/// it for a quiescent state, would wait for it to block), and its time
+/// slices would never end.
+#[cfg(target_os = "none")]
+fn main_thread_interruptible() {
+    ukarch::irq::enable();
+}
+
+#[cfg(target_os = "none")]
+ukboot::init!(ukboot::priority::LATE, main_thread_interruptible);
 
 /// A run state's name, for reports.
 const fn state_name(s: u8) -> &'static str {

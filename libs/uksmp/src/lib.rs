@@ -33,13 +33,40 @@
 //! drains its own queue, so two CPUs calling each other with interrupts
 //! disabled make progress instead of deadlocking.
 //!
+//! # Migration-safe
+//!
+//! Under a preemptive scheduler (`uksched.policy = "preempt"`) a thread may
+//! be switched out, and moved to another CPU, at any preemption point. Every
+//! call here is migration-safe: it disables preemption
+//! (`ukplat::cpu::PreemptGuard`) *before* it reads which CPU it runs on,
+//! and keeps it disabled until the part that depends on the answer is
+//! over: the local call has run on that CPU, every other CPU was sent its
+//! call and, for the waiting calls, every call has completed (the wait
+//! drains the queue of the CPU that issued the calls, not of one the thread
+//! moved to). Only `run_on_all`'s allocation of its descriptors and its
+//! collection of the results happen with preemption enabled. (Otherwise a
+//! thread moved after reading its CPU runs the local part on the wrong CPU,
+//! and `run_on_all` queues a call for its new CPU behind a broadcast IPI
+//! that leaves the sender out: that call runs only when a waiter drains
+//! that CPU's queue, and until then later callers, finding the queue
+//! non-empty, send that CPU no IPI either.)
+//!
+//! Waiting with preemption disabled is safe: the callee runs in interrupt
+//! context and never needs the caller's CPU to schedule anything, and the
+//! caller keeps interrupts as they were (enabled in a thread), so its CPU
+//! still takes other CPUs' call IPIs while it waits. The other threads of
+//! that CPU wait as long as the call does; a reschedule requested meanwhile
+//! happens when it returns. What the *caller* read before the call may be
+//! stale, as always: `run_on(this_cpu(), f)` from a preemptible thread runs
+//! `f` on the CPU it named, which may no longer be the thread's.
+//!
 //! # Rules for the function
 //!
-//! It runs in interrupt context on the target CPU (interrupts disabled,
-//! inside the call IPI's handler) — or directly, with interrupts disabled,
-//! when the target is the calling CPU. It must not block. A call that has
-//! not completed after `uksmp.call_timeout_ms` panics, naming the CPU,
-//! instead of hanging the machine.
+//! It runs on the target CPU with interrupts disabled: in the call IPI's
+//! handler, or drained from the queue by a caller that waits on that CPU
+//! for a call of its own — or directly when the target is the calling CPU.
+//! It must not block. A call that has not completed after `uksmp.call_timeout_ms`
+//! panics, naming the CPU, instead of hanging the machine.
 //!
 //! **Needs:** `ukarch`, `ukplat` (CPUs, vectors, the secondaries' release),
 //! `ukboot` (init), `apic` (IPIs), `uktime` (the call timeout), `ukalloc`
@@ -69,7 +96,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
-use ukplat::cpu::{CpuIndex, this_cpu};
+use ukplat::cpu::{CpuIndex, PreemptGuard, this_cpu};
 use ukplat::irq::{self, TrapFrame, vector};
 
 /// The header of every call descriptor (the first field of [`Call`]).
@@ -208,15 +235,25 @@ pub fn online_count() -> usize {
     ONLINE_COUNT.load(Ordering::Acquire)
 }
 
-/// Calls run on CPU `cpu` through its queue since boot.
+/// Calls run on CPU `cpu` through its queue since boot (by the call IPI's
+/// handler, or by a caller on that CPU draining it while it waits).
 pub fn calls_run(cpu: CpuIndex) -> u64 {
     CALLS_RUN.get_for(cpu).load(Ordering::Relaxed)
 }
 
+/// Runs the calls queued for this CPU. Call with interrupts disabled (so
+/// the thread stays on this CPU, and a call IPI cannot start a second drain
+/// that would run later calls before earlier ones).
+fn drain_this_cpu() {
+    let ran = QUEUE.get().drain();
+    if ran > 0 {
+        CALLS_RUN.get().fetch_add(ran as u64, Ordering::Relaxed);
+    }
+}
+
 fn on_call_ipi(_frame: &mut TrapFrame) {
     irq::eoi();
-    let ran = QUEUE.get().drain();
-    CALLS_RUN.get().fetch_add(ran as u64, Ordering::Relaxed);
+    drain_this_cpu();
 }
 
 /// Queues `call` on `cpu` and sends the IPI when needed.
@@ -229,12 +266,23 @@ fn enqueue(cpu: CpuIndex, call: *const Header) {
 
 /// Waits for `done`, draining this CPU's own queue meanwhile; panics after
 /// the configured timeout.
-fn wait(done: &AtomicBool, cpu: CpuIndex) {
+///
+/// The caller keeps preemption disabled (`_stay`), so "this CPU" is the one
+/// it queued its calls from for the whole wait. Interrupts stay as the
+/// caller has them: enabled in a thread, so this CPU still takes the call
+/// IPIs of others; the drain covers a caller with interrupts disabled (two
+/// CPUs calling each other from interrupt context make progress instead of
+/// deadlocking). Each drain runs with interrupts disabled, as every call
+/// does.
+fn wait(done: &AtomicBool, cpu: CpuIndex, _stay: &PreemptGuard) {
     let limit = Duration::from_millis(ukconfig::uksmp::CALL_TIMEOUT_MS as u64);
     let deadline = uktime::now() + limit;
     let mut spins = 0u32;
     while !done.load(Ordering::Acquire) {
-        QUEUE.get().drain();
+        if !QUEUE.get().head.load(Ordering::Relaxed).is_null() {
+            let _irq = ukarch::irq::IrqGuard::new();
+            drain_this_cpu();
+        }
         ukarch::barrier::spin_hint();
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(1024) && uktime::now() > deadline {
@@ -250,13 +298,16 @@ fn wait(done: &AtomicBool, cpu: CpuIndex) {
 /// When `cpu` is not online, or the call times out.
 pub fn run_on<R: Send>(cpu: CpuIndex, f: impl FnOnce() -> R + Send) -> R {
     assert!(online(cpu), "uksmp::run_on: CPU {cpu} is not online ({} online)", online_count());
+    // Migration-safe: on this CPU from the comparison to the end of the wait.
+    let stay = PreemptGuard::new();
     if cpu == this_cpu() {
         let _irq = ukarch::irq::IrqGuard::new();
         return f();
     }
     let call = Call::new(f, false);
     enqueue(cpu, &call.header);
-    wait(&call.done, cpu);
+    wait(&call.done, cpu, &stay);
+    drop(stay);
     // SAFETY: `done` was set with release after the result was written,
     // and observed with acquire; the callee no longer touches the call.
     unsafe { (*call.result.get()).take() }.expect("uksmp: a finished call has a result")
@@ -268,10 +319,16 @@ pub fn run_on<R: Send>(cpu: CpuIndex, f: impl FnOnce() -> R + Send) -> R {
 /// # Panics
 /// When a call times out.
 pub fn run_on_all<R: Send>(f: impl Fn(CpuIndex) -> R + Sync) -> Vec<R> {
-    let me = this_cpu();
     let n = cpu_count();
     let f = &f;
+    // Allocated before preemption is disabled; the calling CPU's entry is
+    // left unused.
     let calls: Vec<Call<_, R>> = (0..n).map(|cpu| Call::new(move || f(cpu), false)).collect();
+    let mut results = Vec::with_capacity(n);
+    // Migration-safe: `me` stays the running CPU until every call is done,
+    // so the local call runs on it and every other CPU is sent one.
+    let stay = PreemptGuard::new();
+    let me = this_cpu();
     let mut need_ipi = false;
     for (cpu, call) in calls.iter().enumerate().filter(|&(cpu, _)| cpu != me) {
         assert!(online(cpu), "uksmp::run_on_all: CPU {cpu} is not online");
@@ -286,13 +343,13 @@ pub fn run_on_all<R: Send>(f: impl Fn(CpuIndex) -> R + Sync) -> Vec<R> {
         let _irq = ukarch::irq::IrqGuard::new();
         f(me)
     };
-    let mut results = Vec::with_capacity(n);
     for (cpu, call) in calls.iter().enumerate() {
         if cpu == me {
             continue;
         }
-        wait(&call.done, cpu);
+        wait(&call.done, cpu, &stay);
     }
+    drop(stay);
     let mut own = Some(own);
     for (cpu, call) in calls.iter().enumerate() {
         if cpu == me {
@@ -313,6 +370,8 @@ pub fn run_on_all<R: Send>(f: impl Fn(CpuIndex) -> R + Sync) -> Vec<R> {
 /// When `cpu` is not online.
 pub fn run_on_nowait(cpu: CpuIndex, f: impl FnOnce() + Send + 'static) {
     assert!(online(cpu), "uksmp::run_on_nowait: CPU {cpu} is not online");
+    // Migration-safe: a call for this CPU runs here, not on the next one.
+    let _stay = PreemptGuard::new();
     if cpu == this_cpu() {
         let _irq = ukarch::irq::IrqGuard::new();
         f();
@@ -327,6 +386,9 @@ pub fn run_on_nowait(cpu: CpuIndex, f: impl FnOnce() + Send + 'static) {
 /// returns) and returns without waiting for the others.
 pub fn run_on_all_nowait(f: impl Fn(CpuIndex) + Send + Sync + 'static) {
     let f = Arc::new(f);
+    // Migration-safe: every other CPU is sent a call and this one runs its
+    // own, all before the thread can move.
+    let _stay = PreemptGuard::new();
     let me = this_cpu();
     for cpu in (0..cpu_count()).filter(|&cpu| cpu != me) {
         let f = Arc::clone(&f);

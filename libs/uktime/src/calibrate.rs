@@ -230,13 +230,16 @@ pub(crate) mod hw {
             outb(PIT_COMMAND, 0x34); // channel 0, lo/hi byte, mode 2, binary
             outb(PIT_CHANNEL0, 0);
             outb(PIT_CHANNEL0, 0); // period 65536
-            // A PIT reads back something other than all-ones.
-            outb(PIT_COMMAND, 0x00);
-            let lo = inb(PIT_CHANNEL0);
-            let hi = inb(PIT_CHANNEL0);
-            !(lo == 0xff && hi == 0xff)
         }
+        // A missing PIT reads back all-ones; a running one counts down from
+        // 65536, so its first reading is often 0xffff too (65535): it is
+        // there when any of a few readings (each a microsecond or more of
+        // port I/O) differs.
+        (0..PRESENCE_READS).any(|_| pit_read() != 0xffff)
     }
+
+    /// Readings [`pit_start`] takes before it concludes there is no PIT.
+    const PRESENCE_READS: u32 = 64;
 
     /// Channel 0's count, latched.
     fn pit_read() -> u32 {
@@ -275,6 +278,7 @@ pub(crate) mod hw {
     /// (55 ms); the TSC, read around the same instants and converted with
     /// `tsc_hz`, only decides how many times it wrapped, so it takes a TSC
     /// rate off by more than half a PIT period to change the result.
+    #[cfg(feature = "uktest")]
     pub fn pit_ticks_during(tsc_hz: u64, f: impl FnOnce()) -> Result<u64, CalibrationError> {
         if !pit_start() || tsc_hz == 0 {
             return Err(CalibrationError::Unavailable(Source::Pit));
