@@ -132,16 +132,27 @@ uktest::test_case!(the_clock_never_goes_backwards_across_cpus);
 
 /// The APIC timer's rate on every CPU: each CPU (idle, interrupts enabled)
 /// runs a periodic tick; the boot CPU waits and compares the ticks counted
-/// with the time that passed. Within 5 %, in the best of three windows (a
-/// vCPU the host deschedules loses ticks; see uktime's own test).
+/// with the time that passed. Within 5 % at 100 Hz, in the best of eight
+/// 300 ms windows 50 ms apart (a vCPU the host deschedules loses ticks, and on the shared build
+/// machines such noise can last several windows; see uktime's own test).
 fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
-    const HZ: u32 = 1000;
+    // 100 Hz over 300 ms windows: a tick is lost only when the host keeps
+    // the vCPU (or QEMU's timer) from running for a whole 10 ms period,
+    // which the shared build machines do right after heavy builds at
+    // 1000 Hz (10-20 % of the ticks lost for seconds).
+    const HZ: u32 = 100;
+    const WINDOW: Duration = Duration::from_millis(300);
+    const ATTEMPTS: usize = 8;
     // uktime's own test covers the boot CPU; this one the others.
     uktest::require_cpus(2, "a CPU besides the boot CPU, whose timer uktime's own test covers")?;
     let n = uksmp::cpu_count();
     let others: Vec<usize> = (0..n).filter(|&c| c != this_cpu()).collect();
     let mut worst = Vec::new();
-    for _attempt in 0..3 {
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // Out of the noise that spoiled the last window, if it passes.
+            uktime::busy_wait(Duration::from_millis(50));
+        }
         // Each CPU stamps its own start and stop (clock, ticks so far), so
         // the latency of the calls themselves does not count.
         let mut starts = Vec::new();
@@ -152,7 +163,7 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
             });
             starts.push(start.map_err(|e| Stop::failure(format_args!("{e}")))?);
         }
-        uktime::busy_wait(Duration::from_millis(100));
+        uktime::busy_wait(WINDOW);
         worst.clear();
         for (&cpu, &(started, fired_before)) in others.iter().zip(&starts) {
             let (stopped, fired_after) = uksmp::run_on(cpu, || {

@@ -31,15 +31,22 @@ uktest::test_case!(source_matches_the_machine);
 /// checks that the calibration is repeatable; otherwise it is an
 /// independent check of kvmclock's or the PM timer's answer.
 fn clock_agrees_with_the_pit() -> TestResult {
-    let reference = hw::pit(20);
-    let Ok(pit_hz) = reference else {
-        return Err(uktest::Stop::failure(format_args!("no PIT to compare with: {reference:?}")));
-    };
     let ours = crate::tsc_hz();
-    let diff = pit_hz.abs_diff(ours);
+    // The closest of three 20 ms counts: a vCPU the host deschedules
+    // between reading the TSC and latching the PIT skews one count (a
+    // millisecond is 5 % of 20 ms), not three.
+    let mut counts = [0u64; 3];
+    for count in &mut counts {
+        let reference = hw::pit(20);
+        let Ok(pit_hz) = reference else {
+            return Err(uktest::Stop::failure(format_args!("no PIT to compare with: {reference:?}")));
+        };
+        *count = pit_hz;
+    }
+    let diff = counts.iter().map(|&pit_hz| pit_hz.abs_diff(ours)).min().unwrap_or(u64::MAX);
     // 1 %: far above the error of a 20 ms count (a few I/O exits), far
     // below any real miscalibration.
-    ut_assert!(diff * 100 <= ours, "calibrated {} Hz, PIT says {} Hz", ours, pit_hz);
+    ut_assert!(diff * 100 <= ours, "calibrated {} Hz, the PIT says {:?} Hz", ours, counts);
     Ok(())
 }
 uktest::test_case!(clock_agrees_with_the_pit);
@@ -146,24 +153,30 @@ fn count_ticks(hz: u32, window: Duration) -> Result<(u64, u64), uktest::Stop> {
     Ok((ticks, u64::from(hz) * elapsed.as_micros() as u64 / 1_000_000))
 }
 
-/// The tick rate within 5 % (and one tick of phase), in the best of three
-/// windows: a vCPU the host deschedules (TCG or KVM on a loaded machine)
-/// loses periodic ticks — the local APIC holds one pending interrupt per
-/// vector, so ticks that fall due while the vCPU is off the host CPU merge.
-/// A wrong rate computation fails every window; host noise rarely spoils
-/// three in a row.
+/// The tick rate within 5 % (and one tick of phase) at 100 Hz, in the best
+/// of eight 300 ms windows 50 ms apart (10 ms periods: at 500 Hz the shared
+/// build machines lost 15 % of the ticks for seconds after heavy builds): a
+/// vCPU the host deschedules (TCG or KVM on a loaded
+/// machine) loses periodic ticks — the local APIC holds one pending
+/// interrupt per vector, so ticks that fall due while the vCPU is off the
+/// host CPU merge. A wrong rate computation fails every window; host noise
+/// on the shared build machines can spoil several in a row, rarely eight
+/// spread over a second.
 fn periodic_tick_keeps_its_rate() -> TestResult {
     timer::set_handler(record);
     ut_assert!(timer::start_periodic(0).is_err());
-    let hz = 500;
-    let mut seen = [(0, 0); 3];
-    for attempt in &mut seen {
-        *attempt = count_ticks(hz, Duration::from_millis(100))?;
+    let hz = 100;
+    let mut seen = [(0, 0); 8];
+    for (i, attempt) in seen.iter_mut().enumerate() {
+        if i > 0 {
+            crate::busy_wait(Duration::from_millis(50));
+        }
+        *attempt = count_ticks(hz, Duration::from_millis(300))?;
         let (ticks, expected) = *attempt;
         if ticks.abs_diff(expected) * 20 <= expected + 20 {
             return Ok(());
         }
     }
-    Err(uktest::Stop::failure(format_args!("(ticks, expected) at {hz} Hz over 100 ms windows: {seen:?}")))
+    Err(uktest::Stop::failure(format_args!("(ticks, expected) at {hz} Hz over 300 ms windows: {seen:?}")))
 }
 uktest::test_case!(periodic_tick_keeps_its_rate);
