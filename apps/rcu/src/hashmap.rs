@@ -171,7 +171,7 @@ mod tests {
     use core::fmt::Write;
     use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
     use ukspin::SpinLock;
-    use uktest::{Stop, TestResult, test_case, ut_assert, ut_assert_eq, ut_fail};
+    use uktest::{OrFail, Stop, TestResult, test_case, ut_assert, ut_assert_eq, ut_fail};
 
     /// What a dropped [`Val`] leaves in its seal.
     const POISON: u64 = 0xdead_dead_dead_dead;
@@ -456,7 +456,7 @@ mod tests {
                     .name("map-reader")
                     .affinity(uksched::CpuSet::single(cpu))
                     .spawn(move || reader(&map, &stop, 0x1234_5678 * (cpu as u64 + 1)))
-                    .map_err(|e| Stop::failure(format_args!("{e}")))?,
+                    .or_fail()?,
             );
         }
         let mut writers = Vec::new();
@@ -466,7 +466,7 @@ mod tests {
                 uksched::Builder::new()
                     .name("map-writer")
                     .spawn(move || writer(&map, &counts, w))
-                    .map_err(|e| Stop::failure(format_args!("{e}")))?,
+                    .or_fail()?,
             );
         }
         let mut expected: Vec<Option<u64>> = alloc::vec![None; KEYS as usize];

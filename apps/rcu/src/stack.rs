@@ -126,7 +126,7 @@ mod tests {
     use core::fmt::Write;
     use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
     use ukspin::SpinLock;
-    use uktest::{Stop, TestResult, test_case, ut_assert, ut_assert_eq, ut_fail};
+    use uktest::{OrFail, TestResult, test_case, ut_assert, ut_assert_eq, ut_fail};
 
     /// What a dropped [`Item`] leaves in its seal.
     const POISON: u64 = 0xdead_dead_dead_dead;
@@ -340,7 +340,7 @@ mod tests {
                     .name("stack-searcher")
                     .affinity(uksched::CpuSet::single(cpu))
                     .spawn(move || searcher(&stack, &stop, cpu as u64))
-                    .map_err(|e| Stop::failure(format_args!("{e}")))?,
+                    .or_fail()?,
             );
         }
         let workers = (cpus as u64).clamp(2, WORKERS_MAX);
@@ -381,7 +381,7 @@ mod tests {
                         }
                         (popped, invalid)
                     })
-                    .map_err(|e| Stop::failure(format_args!("{e}")))?,
+                    .or_fail()?,
             );
         }
         let mut times_popped = alloc::vec![0u32; (workers * PER_WORKER) as usize];

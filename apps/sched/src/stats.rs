@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use ukplat::cpu::{MAX_CPUS, this_cpu};
-use uktest::{TestResult, ut_assert, ut_assert_eq};
+use uktest::{OrFail, TestResult, ut_assert, ut_assert_eq};
 
 static SWITCH_CALLS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static IDLE_CALLS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -39,8 +39,8 @@ fn snapshot() -> (usize, [u64; 4]) {
 
 fn hooks_run_on_every_switch_and_idle_entry() -> TestResult {
     if !REGISTERED.swap(true, Ordering::AcqRel) {
-        uksched::hooks::on_switch(on_switch).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
-        uksched::hooks::on_idle(on_idle).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        uksched::hooks::on_switch(on_switch).or_fail()?;
+        uksched::hooks::on_idle(on_idle).or_fail()?;
     }
     // On every CPU: two threads pinned there yield to each other, then
     // one sleeps so that the CPU idles.

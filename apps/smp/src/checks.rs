@@ -5,7 +5,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use ukplat::cpu::{MAX_CPUS, this_cpu};
 use ukplat::irq::{self, TrapFrame};
-use uktest::{Stop, TestResult, ut_assert, ut_assert_eq};
+use uktest::{OrFail, Stop, TestResult, ut_assert, ut_assert_eq};
 
 fn every_cpu_has_its_own_per_cpu_header() -> TestResult {
     let topology = ukplat::cpu::topology();
@@ -56,7 +56,7 @@ fn wait_hits(cpu: usize, want: u64, limit: Duration) -> u64 {
 }
 
 fn an_ipi_reaches_each_cpu_exactly_once() -> TestResult {
-    let vector = irq::allocate(count_ipi).map_err(|e| Stop::failure(format_args!("{e}")))?;
+    let vector = irq::allocate(count_ipi).or_fail()?;
     let n = uksmp::cpu_count();
     let result = (|| {
         for hits in &IPI_HITS {
@@ -161,7 +161,7 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
                 uktime::timer::start_periodic(HZ)
                     .map(|()| (uktime::now(), uktime::timer::fired_on(this_cpu())))
             });
-            starts.push(start.map_err(|e| Stop::failure(format_args!("{e}")))?);
+            starts.push(start.or_fail()?);
         }
         uktime::busy_wait(WINDOW);
         worst.clear();
@@ -194,7 +194,7 @@ fn count_nmi(_frame: &mut TrapFrame) {
 fn an_nmi_reaches_each_other_cpu_exactly_once() -> TestResult {
     const NMI_VECTOR: u8 = 2;
     uktest::require_cpus(2, "another CPU to send NMIs to")?;
-    irq::register(NMI_VECTOR, count_nmi).map_err(|e| Stop::failure(format_args!("{e}")))?;
+    irq::register(NMI_VECTOR, count_nmi).or_fail()?;
     let n = uksmp::cpu_count();
     let result = (|| {
         for cpu in (0..n).filter(|&c| c != this_cpu()) {

@@ -6,7 +6,7 @@ use crate::ioapic::Redirection;
 use crate::{Mode, ipi, local, timer};
 use core::sync::atomic::{AtomicU32, Ordering};
 use ukplat::irq::{self, TrapFrame};
-use uktest::{TestResult, ut_assert, ut_assert_eq};
+use uktest::{OrFail, TestResult, ut_assert, ut_assert_eq};
 
 /// TSC cycles after which an expected interrupt counts as lost (over a
 /// second at any plausible TSC rate; the tests wait for microseconds).
@@ -25,7 +25,7 @@ fn count_and_eoi(_frame: &mut TrapFrame) {
 /// Runs `f` with a fresh vector counting into HITS, then frees the vector.
 fn with_counting_vector(f: impl FnOnce(u8) -> TestResult) -> TestResult {
     HITS.store(0, Ordering::SeqCst);
-    let vector = irq::allocate(count_and_eoi).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+    let vector = irq::allocate(count_and_eoi).or_fail()?;
     let result = f(vector);
     irq::unregister(vector);
     result

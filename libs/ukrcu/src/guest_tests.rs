@@ -6,7 +6,16 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
-use uktest::{TestResult, test_case, ut_assert, ut_assert_eq};
+use uktest::{OrFail, TestResult, test_case, ut_assert, ut_assert_eq};
+
+/// Spawns `f` as thread `name`, pinned to CPU `cpu`.
+fn pinned<T: Send + 'static>(
+    name: &str,
+    cpu: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<uksched::JoinHandle<T>, uktest::Stop> {
+    uksched::Builder::new().name(name).affinity(uksched::CpuSet::single(cpu)).spawn(f).or_fail()
+}
 
 /// Pins the calling thread to CPU 0 until dropped: tests that keep CPU 1
 /// busy (a reader spinning in its section, which under `coop` never gives
@@ -16,8 +25,7 @@ struct OnCpu0(uksched::Thread);
 impl OnCpu0 {
     fn pin() -> Result<Self, uktest::Stop> {
         let me = uksched::current();
-        me.set_affinity(uksched::CpuSet::single(0))
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        me.set_affinity(uksched::CpuSet::single(0)).or_fail()?;
         Ok(Self(me))
     }
 }
@@ -49,23 +57,19 @@ fn synchronize_waits_for_an_open_reader() -> TestResult {
     let release = Arc::new(AtomicBool::new(false));
     let reader = {
         let (cell, inside, release) = (Arc::clone(&cell), Arc::clone(&inside), Arc::clone(&release));
-        uksched::Builder::new()
-            .name("rcu-reader")
-            .affinity(uksched::CpuSet::single(1))
-            .spawn(move || {
-                let guard = read_lock();
-                let seen = cell.load(&guard).map(|t| Arc::clone(&t.0));
-                inside.store(true, Ordering::SeqCst);
-                // Hold the section until the writer has waited a while.
-                while !release.load(Ordering::SeqCst) {
-                    core::hint::spin_loop();
-                }
-                // Still valid: the grace period cannot have ended.
-                let freed_under_us = seen.is_some_and(|f| f.load(Ordering::SeqCst));
-                drop(guard);
-                freed_under_us
-            })
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?
+        pinned("rcu-reader", 1, move || {
+            let guard = read_lock();
+            let seen = cell.load(&guard).map(|t| Arc::clone(&t.0));
+            inside.store(true, Ordering::SeqCst);
+            // Hold the section until the writer has waited a while.
+            while !release.load(Ordering::SeqCst) {
+                core::hint::spin_loop();
+            }
+            // Still valid: the grace period cannot have ended.
+            let freed_under_us = seen.is_some_and(|f| f.load(Ordering::SeqCst));
+            drop(guard);
+            freed_under_us
+        })?
     };
     while !inside.load(Ordering::SeqCst) {
         uksched::yield_now();
@@ -119,19 +123,14 @@ fn call_rcu_callbacks_run_once_by_barrier() -> TestResult {
     let mut threads = Vec::new();
     for cpu in 0..cpus {
         let ran = Arc::clone(&ran);
-        threads.push(
-            uksched::Builder::new()
-                .affinity(uksched::CpuSet::single(cpu))
-                .spawn(move || {
-                    for i in 0..PER_CPU {
-                        let ran = Arc::clone(&ran);
-                        call_rcu(move || {
-                            ran[cpu * PER_CPU + i].fetch_add(1, Ordering::SeqCst);
-                        });
-                    }
-                })
-                .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?,
-        );
+        threads.push(pinned("rcu-test", cpu, move || {
+            for i in 0..PER_CPU {
+                let ran = Arc::clone(&ran);
+                call_rcu(move || {
+                    ran[cpu * PER_CPU + i].fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        })?);
     }
     for t in threads {
         t.join();
@@ -152,7 +151,7 @@ fn grace_periods_leave_idle_cpus_asleep() -> TestResult {
     uktest::require_cpus(2, "an idle CPU besides this one")?;
     let _here = OnCpu0::pin()?;
     let gp = crate::gp_thread().expect("ukrcu started its thread");
-    gp.set_affinity(uksched::CpuSet::single(0)).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+    gp.set_affinity(uksched::CpuSet::single(0)).or_fail()?;
     // Let the grace-period thread move and every other CPU go idle.
     synchronize();
     uksched::sleep(Duration::from_millis(5));
@@ -184,21 +183,17 @@ fn a_spinning_cpu_is_forced_under_preempt() -> TestResult {
     // The grace-period thread away from the spinner's CPU, where its
     // wake-up would preempt the spinner (a quiescent state without forcing).
     let gp = crate::gp_thread().expect("ukrcu started its thread");
-    gp.set_affinity(uksched::CpuSet::single(0)).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+    gp.set_affinity(uksched::CpuSet::single(0)).or_fail()?;
     let stop = Arc::new(AtomicBool::new(false));
     let spinning = Arc::new(AtomicBool::new(false));
     let spinner = {
         let (stop, spinning) = (Arc::clone(&stop), Arc::clone(&spinning));
-        uksched::Builder::new()
-            .name("spinner")
-            .affinity(uksched::CpuSet::single(1))
-            .spawn(move || {
-                spinning.store(true, Ordering::SeqCst);
-                while !stop.load(Ordering::Relaxed) {
-                    core::hint::spin_loop();
-                }
-            })
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?
+        pinned("spinner", 1, move || {
+            spinning.store(true, Ordering::SeqCst);
+            while !stop.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        })?
     };
     // Running (not still on its way to CPU 1, which would be idle).
     while !spinning.load(Ordering::SeqCst) {
@@ -230,16 +225,13 @@ fn concurrent_callers_share_grace_periods() -> TestResult {
     let release = Arc::new(AtomicBool::new(false));
     let reader = {
         let (inside, release) = (Arc::clone(&inside), Arc::clone(&release));
-        uksched::Builder::new()
-            .affinity(uksched::CpuSet::single(1))
-            .spawn(move || {
-                let _guard = read_lock();
-                inside.store(true, Ordering::SeqCst);
-                while !release.load(Ordering::SeqCst) {
-                    core::hint::spin_loop();
-                }
-            })
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?
+        pinned("rcu-test", 1, move || {
+            let _guard = read_lock();
+            inside.store(true, Ordering::SeqCst);
+            while !release.load(Ordering::SeqCst) {
+                core::hint::spin_loop();
+            }
+        })?
     };
     while !inside.load(Ordering::SeqCst) {
         uksched::yield_now();
@@ -250,14 +242,13 @@ fn concurrent_callers_share_grace_periods() -> TestResult {
     let threads: Vec<_> = (0..CALLERS)
         .map(|_| {
             let (arrived, done) = (Arc::clone(&arrived), Arc::clone(&done));
-            uksched::Builder::new().affinity(uksched::CpuSet::single(0)).spawn(move || {
+            pinned("rcu-test", 0, move || {
                 arrived.fetch_add(1, Ordering::SeqCst);
                 synchronize();
                 done.fetch_add(1, Ordering::SeqCst);
             })
         })
-        .collect::<Result<_, _>>()
-        .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        .collect::<Result<_, _>>()?;
     while arrived.load(Ordering::SeqCst) < CALLERS {
         uksched::sleep(Duration::from_millis(1));
     }
@@ -284,21 +275,17 @@ fn a_thread_that_only_yields_passes_quiescent_states() -> TestResult {
     uktest::require_cpus(2, "a yielding thread alone on another CPU")?;
     let _here = OnCpu0::pin()?;
     let gp = crate::gp_thread().expect("ukrcu started its thread");
-    gp.set_affinity(uksched::CpuSet::single(0)).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+    gp.set_affinity(uksched::CpuSet::single(0)).or_fail()?;
     let stop = Arc::new(AtomicBool::new(false));
     let yields = Arc::new(AtomicU64::new(0));
     let yielder = {
         let (stop, yields) = (Arc::clone(&stop), Arc::clone(&yields));
-        uksched::Builder::new()
-            .name("yielder")
-            .affinity(uksched::CpuSet::single(1))
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    uksched::yield_now();
-                    yields.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?
+        pinned("yielder", 1, move || {
+            while !stop.load(Ordering::Relaxed) {
+                uksched::yield_now();
+                yields.fetch_add(1, Ordering::Relaxed);
+            }
+        })?
     };
     // Yielding already (CPU 1 is not idle, which would be quiescent).
     while yields.load(Ordering::Relaxed) == 0 {
@@ -307,15 +294,12 @@ fn a_thread_that_only_yields_passes_quiescent_states() -> TestResult {
     let done = Arc::new(AtomicBool::new(false));
     let waiter = {
         let done = Arc::clone(&done);
-        uksched::Builder::new()
-            .affinity(uksched::CpuSet::single(0))
-            .spawn(move || {
-                for _ in 0..3 {
-                    synchronize();
-                }
-                done.store(true, Ordering::SeqCst);
-            })
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?
+        pinned("rcu-test", 0, move || {
+            for _ in 0..3 {
+                synchronize();
+            }
+            done.store(true, Ordering::SeqCst);
+        })?
     };
     let deadline = uktime::now() + Duration::from_secs(2);
     while !done.load(Ordering::SeqCst) && uktime::now() < deadline {

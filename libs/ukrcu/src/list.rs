@@ -768,7 +768,7 @@ mod tests {
     use alloc::sync::Arc;
     use alloc::vec::Vec;
     use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    use uktest::{Stop, TestResult, test_case, ut_assert, ut_assert_eq};
+    use uktest::{OrFail, TestResult, test_case, ut_assert, ut_assert_eq};
 
     /// What a dropped [`Item`] leaves in its seal.
     const POISON: u64 = 0xdead_dead_dead_dead;
@@ -1069,7 +1069,7 @@ mod tests {
                     .name("list-reader")
                     .affinity(uksched::CpuSet::single(cpu))
                     .spawn(move || reader(&list, &stop))
-                    .map_err(|e| Stop::failure(format_args!("{e}")))?,
+                    .or_fail()?,
             );
         }
 

@@ -4,7 +4,7 @@
 use crate::{Builder, CpuSet, WaitQueue, WaitResult};
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
-use uktest::{TestResult, ut_assert, ut_assert_eq, ut_fail};
+use uktest::{OrFail, TestResult, ut_assert, ut_assert_eq, ut_fail};
 
 fn the_boot_context_is_thread_main() -> TestResult {
     let me = crate::current();
@@ -27,7 +27,7 @@ fn a_thread_returns_its_value_and_has_a_guarded_stack() -> TestResult {
             let sp = &local as *const u8 as usize;
             (stack.contains(&sp), guard.end == stack.start, stack.end - stack.start, me.name() == "answer")
         })
-        .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        .or_fail()?;
     let (on_own_stack, guard_below, size, named) = h.join();
     ut_assert!(on_own_stack, "the thread's locals are not on its stack");
     ut_assert!(guard_below, "the guard page is not right below the stack");
@@ -113,7 +113,7 @@ fn wake_one_wakes_exactly_one_waiter() -> TestResult {
                         TIMED_OUT.fetch_add(1, Ordering::SeqCst);
                     }
                 })
-                .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+                .or_fail()?;
             waiters.push(h);
             // One at a time: the queue's order is the spawn order.
             if !yield_until(PATIENCE, || QUEUE.len() == i + 1) {
@@ -187,7 +187,7 @@ fn a_pinned_thread_stays_on_its_cpu() -> TestResult {
                 ukplat::cpu::this_cpu() == last
             })
         })
-        .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+        .or_fail()?;
     ut_assert!(h.join(), "a thread pinned to CPU {} ran elsewhere", last);
     Ok(())
 }
@@ -237,12 +237,7 @@ fn yields_alternate_two_threads_on_one_cpu() -> TestResult {
             Ok(ukarch::tsc::read() - start)
         }
     };
-    let spawn = |me| {
-        Builder::new()
-            .affinity(CpuSet::single(cpu))
-            .spawn(player(me))
-            .map_err(|e| uktest::Stop::failure(format_args!("{e}")))
-    };
+    let spawn = |me| Builder::new().affinity(CpuSet::single(cpu)).spawn(player(me)).or_fail();
     let a = spawn(0)?;
     let b = spawn(1)?;
     GO.store(1, Ordering::SeqCst);

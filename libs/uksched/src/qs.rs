@@ -33,16 +33,17 @@
 //! # let _ = all;
 //! ```
 
-use crate::sched::CPUS;
+use crate::sched::{CPUS, Cpu};
 use core::sync::atomic::Ordering;
 use ukplat::cpu::{self, CpuIndex};
 
-/// Counts a quiescent state on this CPU (called by the scheduler with
-/// preemption or interrupts disabled). The `SeqCst` increment is a full
+/// Counts a quiescent state on this CPU, whose scheduler state the caller
+/// has at hand (called by the scheduler with preemption or interrupts
+/// disabled). The `SeqCst` increment is a full
 /// barrier: every access before it is ordered before every access after.
 #[inline(always)]
-pub(crate) fn report() {
-    CPUS.get().qs_passes.fetch_add(1, Ordering::SeqCst);
+pub(crate) fn report(cpu: &Cpu) {
+    cpu.qs_passes.fetch_add(1, Ordering::SeqCst);
 }
 
 /// Scheduler passes (quiescent states) of CPU `cpu` since boot.
@@ -99,7 +100,7 @@ fn from_interrupt() {
     // The interrupted code ran with the preemption counter at 0 and was
     // not itself a handler (depth 1: this call's own): it held nothing.
     if cpu::interrupt_depth() == 1 && cpu::preempt_count() == 0 {
-        report();
+        report(CPUS.get());
     } else {
         cpu::request_resched(cpu::this_cpu());
     }

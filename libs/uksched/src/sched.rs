@@ -281,7 +281,7 @@ pub(crate) fn yield_now() {
         if count != 1 || cpu::in_interrupt() {
             schedule_bug(count);
         }
-        qs::report();
+        qs::report(cpu);
     } else {
         schedule();
     }
@@ -308,7 +308,7 @@ fn switch_away() {
     let cpu = CPUS.get();
     // Every pass through here is a quiescent state, whether or not it
     // switches (see `qs`).
-    qs::report();
+    qs::report(cpu);
     cpu::take_resched_request();
     let now = uktime::now().as_nanos();
     let mut rq = cpu.rq.lock();
@@ -792,7 +792,7 @@ fn idle_loop() -> ! {
     let has_work = || s.nr_queued.load(Ordering::SeqCst) > 0;
     loop {
         ukarch::irq::disable();
-        qs::report();
+        qs::report(s);
         hooks::run_idle(me);
         s.idle_entries.fetch_add(1, Ordering::Relaxed);
         if !has_work() && !try_steal(me) {

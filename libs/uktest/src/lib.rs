@@ -101,7 +101,7 @@ mod stop;
 #[doc(hidden)]
 pub use linkme;
 pub use runner::{Options, Summary, run, selects};
-pub use stop::{MESSAGE_CAPACITY, Message, Stop, StopKind};
+pub use stop::{MESSAGE_CAPACITY, Message, OrFail, Stop, StopKind};
 
 /// What a test function returns: `Ok(())` (passed), or the [`Stop`] that
 /// ended it early: the first failed assertion, or a skip.

@@ -224,6 +224,35 @@ impl fmt::Display for Stop {
     }
 }
 
+/// Turns any displayable error into a failed test: `result.or_fail()?`
+/// instead of `result.or_fail()?`.
+/// The failure is located at the caller.
+///
+/// ```
+/// use uktest::{OrFail, TestResult};
+/// fn parse(text: &str) -> TestResult {
+///     let n: u32 = text.parse().or_fail()?;
+///     uktest::ut_assert!(n > 0);
+///     Ok(())
+/// }
+/// assert!(parse("7").is_ok());
+/// assert_eq!(parse("x").unwrap_err().message(), "invalid digit found in string");
+/// ```
+pub trait OrFail<T> {
+    /// `Ok` as it is; an error as a [`Stop::failure`] with its text.
+    fn or_fail(self) -> Result<T, Stop>;
+}
+
+impl<T, E: fmt::Display> OrFail<T> for Result<T, E> {
+    #[track_caller]
+    fn or_fail(self) -> Result<T, Stop> {
+        match self {
+            Ok(value) => Ok(value),
+            Err(e) => Err(Stop::failure(format_args!("{e}"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

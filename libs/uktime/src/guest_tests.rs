@@ -4,7 +4,7 @@ use crate::calibrate::{self, Source, hw};
 use crate::{Instant, timer};
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
-use uktest::{TestResult, ut_assert, ut_assert_eq, ut_fail};
+use uktest::{OrFail, TestResult, ut_assert, ut_assert_eq, ut_fail};
 
 fn source_matches_the_machine() -> TestResult {
     let source = crate::source();
@@ -66,8 +66,7 @@ fn busy_wait_lasts_as_long_as_asked_by_the_pit() -> TestResult {
         let mut seen = [0u64; 3];
         let mut plausible = false;
         for ticks in &mut seen {
-            *ticks = hw::pit_ticks_during(crate::tsc_hz(), || crate::busy_wait(d))
-                .map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+            *ticks = hw::pit_ticks_during(crate::tsc_hz(), || crate::busy_wait(d)).or_fail()?;
             if *ticks < at_least {
                 ut_fail!(
                     "busy_wait({:?}) lasted {} PIT ticks ({} ns), under {}",
@@ -142,7 +141,7 @@ uktest::test_case!(disarmed_events_do_not_fire);
 /// expected for the time that really passed).
 fn count_ticks(hz: u32, window: Duration) -> Result<(u64, u64), uktest::Stop> {
     FIRINGS.store(0, Ordering::SeqCst);
-    timer::start_periodic(hz).map_err(|e| uktest::Stop::failure(format_args!("{e}")))?;
+    timer::start_periodic(hz).or_fail()?;
     let start = crate::now();
     ukarch::irq::enable();
     crate::busy_wait(window);
