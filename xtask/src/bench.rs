@@ -62,10 +62,13 @@ pub enum BenchCmd {
     /// against `ukspin::RwSpinLock` and `uklock::RwLock` at 1..N CPUs,
     /// `synchronize`/`synchronize_expedited` latency against a cross-CPU
     /// call round trip, `call_rcu` throughput and `barrier` latency, with
-    /// the goals; the image is built once per policy and CPU count, and
-    /// each table shows both policies.
+    /// the goals; the image is built once per policy (`uksched.policy`),
+    /// RCU flavour (`ukrcu.flavor`) and CPU count, and each table shows
+    /// every (policy, flavour) pair side by side. The goals are qsbr's:
+    /// refcount's ratios are shown next to them, not judged.
     Rcu {
-        /// Boots per policy and CPU count (medians over them).
+        /// Boots per image: per policy, flavour and CPU count (medians
+        /// over them).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
         /// Accelerator: tcg, kvm or auto.
@@ -74,6 +77,9 @@ pub enum BenchCmd {
         /// CPUs (default: 1, 2 and 4, one table each).
         #[arg(long)]
         smp: Option<u32>,
+        /// Only this RCU flavour (default: qsbr and refcount side by side).
+        #[arg(long, value_parser = FLAVORS)]
+        flavor: Option<String>,
     },
 }
 
@@ -85,7 +91,7 @@ pub fn run(which: &BenchCmd) -> Result<ExitCode> {
             smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
         }
         BenchCmd::Sched { repeats, accel, smp, rounds } => sched_bench(*repeats, accel, *smp, *rounds),
-        BenchCmd::Rcu { repeats, accel, smp } => rcu_bench(*repeats, accel, *smp),
+        BenchCmd::Rcu { repeats, accel, smp, flavor } => rcu_bench(*repeats, accel, *smp, flavor.as_deref()),
     }
 }
 
@@ -355,10 +361,21 @@ fn build_and_boot(
 /// Checks that an image built with `uksched.policy=policy` says so on its
 /// machine line.
 fn check_policy(booted: &Booted, app: &str, policy: &str) -> Result<()> {
-    let reported =
-        booted.rows.iter().find(|r| r.id("metric") == Some("machine")).and_then(|r| r.id("policy"));
-    if reported != Some(policy) {
-        bail!("{app} built with uksched.policy={policy} reports policy {reported:?}");
+    check_machine_id(booted, app, "uksched.policy", "policy", policy)
+}
+
+/// Checks that an image built with `ukrcu.flavor=flavor` says on its
+/// machine line that this flavour is the one linked.
+fn check_flavor(booted: &Booted, app: &str, flavor: &str) -> Result<()> {
+    check_machine_id(booted, app, "ukrcu.flavor", "flavor", flavor)
+}
+
+/// Checks that the machine line's `key` is `value`, the value of the
+/// config option `option` the image was built with.
+fn check_machine_id(booted: &Booted, app: &str, option: &str, key: &str, value: &str) -> Result<()> {
+    let reported = booted.rows.iter().find(|r| r.id("metric") == Some("machine")).and_then(|r| r.id(key));
+    if reported != Some(value) {
+        bail!("{app} built with {option}={value} reports {key} {reported:?}");
     }
     Ok(())
 }
@@ -471,8 +488,16 @@ fn print_smp_table(rows: &[Row], tsc_hz: u64) {
     }
 }
 
-/// The scheduling policies `bench sched` compares, in table order.
+/// The scheduling policies `bench sched` and `bench rcu` compare, in table
+/// order.
 const POLICIES: [&str; 2] = ["coop", "preempt"];
+
+/// The RCU flavours (`ukrcu.flavor`) `bench rcu` compares, in table order.
+const FLAVORS: [&str; 2] = ["qsbr", "refcount"];
+
+/// The flavour the issue's RCU goals are for; other flavours' ratios are
+/// shown next to them without a verdict.
+const GOAL_FLAVOR: &str = "qsbr";
 
 fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<ExitCode> {
     if repeats == 0 {
@@ -588,26 +613,37 @@ fn sched_table(columns: &[SchedColumn]) -> String {
 /// The CPU counts `bench rcu` runs without `--smp`.
 const RCU_CPUS: [u32; 3] = [1, 2, 4];
 
-fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>) -> Result<ExitCode> {
+fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>) -> Result<ExitCode> {
     if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
+    let flavors: Vec<&str> = match flavor {
+        Some(f) if FLAVORS.contains(&f) => vec![f],
+        Some(f) => bail!("--flavor {f}: expected one of {}", FLAVORS.join(", ")),
+        None => FLAVORS.to_vec(),
+    };
     let ws = crate::load()?;
     let counts = smp.map_or_else(|| RCU_CPUS.to_vec(), |n| vec![n]);
     let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for cpus in counts {
         let mut columns = Vec::new();
-        for policy in POLICIES {
-            let name = format!("rcubench-{policy}-{accel}-{cpus}");
-            eprintln!("bench rcu: {name}: release build, then {repeats} boots");
-            let sets = vec![
-                format!("platform.accel={accel}"),
-                format!("platform.cpus={cpus}"),
-                format!("uksched.policy={policy}"),
-            ];
-            let booted = build_and_boot(&ws, "rcubench", &name, &sets, repeats)?;
-            check_policy(&booted, "rcubench", policy)?;
-            columns.push(booted);
+        let mut heads = Vec::new();
+        for &flavor in &flavors {
+            for policy in POLICIES {
+                let name = format!("rcubench-{policy}-{flavor}-{accel}-{cpus}");
+                eprintln!("bench rcu: {name}: release build, then {repeats} boots");
+                let sets = vec![
+                    format!("platform.accel={accel}"),
+                    format!("platform.cpus={cpus}"),
+                    format!("uksched.policy={policy}"),
+                    format!("ukrcu.flavor={flavor}"),
+                ];
+                let booted = build_and_boot(&ws, "rcubench", &name, &sets, repeats)?;
+                check_policy(&booted, "rcubench", policy)?;
+                check_flavor(&booted, "rcubench", flavor)?;
+                columns.push(booted);
+                heads.push(rcu_head(policy, flavor));
+            }
         }
         let first = &columns[0];
         let option = |key: &str| machine_value(&first.rows, key).unwrap_or(0);
@@ -617,8 +653,8 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>) -> Result<ExitCode> 
             .unwrap_or_else(|| "?".into());
         println!();
         println!(
-            "bench rcu: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per policy, release; TSC {:.0} MHz; \
-             host: {host_cores} cores, load average {load}",
+            "bench rcu: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per policy and flavour, release; \
+             TSC {:.0} MHz; host: {host_cores} cores, load average {load}",
             first.accel.name(),
             first.why,
             first.tsc_hz as f64 / 1e6
@@ -638,24 +674,30 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>) -> Result<ExitCode> 
             println!("  the host's free cores.");
         }
         println!(
+            "  Columns: scheduling policy (uksched.policy) and RCU flavour (ukrcu.flavor), one image each."
+        );
+        println!(
             "  Cells: medians over boots of each boot's median; ratios are taken within each boot, then"
         );
         println!(
             "  the median [min-max] over boots. Busy readers yield every {} us (under coop nothing else",
             option("reader_yield_us")
         );
-        println!("  gives a quiescent state). \"linear\" counts as met at >= 0.9 x CPUs.");
-        print!("{}", render_sections(&rcu_sections(&columns), &POLICIES[..columns.len()]));
-        let forced: Vec<String> = POLICIES
+        println!("  gives a quiescent state). \"linear\" counts as met at >= 0.9 x CPUs. The goals are");
+        println!("  {GOAL_FLAVOR}'s: other flavours' ratios are shown for comparison, without a verdict.");
+        let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
+        print!("{}", render_sections(&rcu_sections(&columns, &heads), &labels));
+        let forced: Vec<String> = heads
             .iter()
             .zip(&columns)
-            .filter_map(|(policy, c)| {
+            .filter_map(|(head, c)| {
                 let s = c
                     .rows
                     .iter()
                     .find(|r| r.id("metric") == Some("gp") && r.id("kind") == Some("exp-busy"))?;
                 Some(format!(
-                    "{policy} {} forced / {} grace periods",
+                    "{} {} forced / {} grace periods",
+                    head.label,
                     s.stat("forced")?.median,
                     s.stat("gps")?.median
                 ))
@@ -664,15 +706,24 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>) -> Result<ExitCode> 
         if !forced.is_empty() {
             println!("  expedited, readers busy: {}", forced.join(", "));
         }
-        for (policy, c) in POLICIES.iter().zip(&columns) {
+        for (head, c) in heads.iter().zip(&columns) {
             let stalls =
                 c.rows.iter().find(|r| r.id("metric") == Some("rcu_stats")).and_then(|r| r.stat("stalls"));
             if let Some(s) = stalls.filter(|s| s.max > 0) {
-                println!("  {policy}: RCU stall reports in some boots (up to {} in one)", s.max);
+                println!("  {}: RCU stall reports in some boots (up to {} in one)", head.label, s.max);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The column head of `policy` and `flavor` in a `bench rcu` table: the
+/// goals judge [`GOAL_FLAVOR`]'s columns only.
+fn rcu_head(policy: &str, flavor: &str) -> Head {
+    Head {
+        label: format!("{policy} {flavor}"),
+        unjudged: (flavor != GOAL_FLAVOR).then(|| format!("{GOAL_FLAVOR}'s goal, not judged for {flavor}")),
+    }
 }
 
 /// A numeric value of the `machine` line (its options, its TSC rate).
@@ -731,7 +782,8 @@ impl Goal {
     }
 }
 
-/// One row of a `bench rcu` section: three cells per policy, then the goal.
+/// One row of a `bench rcu` section: three cells per column (see
+/// [`Head`]), then the goal.
 #[derive(Debug, Clone)]
 struct TableLine {
     label: String,
@@ -761,18 +813,43 @@ fn ratio_cell(r: Option<Ratio>) -> String {
     r.map_or_else(|| "-".into(), |r| format!("{}x [{}-{}]", num(r.median), num(r.min), num(r.max)))
 }
 
-/// The goal column: the goal and, per policy, whether the median met it.
-fn goal_cell(text: &str, goal: Goal, ratios: &[Option<Ratio>]) -> String {
-    let verdicts: Vec<String> = POLICIES
-        .iter()
-        .zip(ratios)
-        .filter_map(|(p, r)| r.map(|r| format!("{p} {}", if goal.met(r.median) { "met" } else { "MISSED" })))
-        .collect();
-    if verdicts.is_empty() { text.to_string() } else { format!("{text}: {}", verdicts.join(", ")) }
+/// A column of a table with goals: its label and whether the goals judge it.
+#[derive(Debug, Clone)]
+struct Head {
+    /// What the column shows, e.g. `coop qsbr`.
+    label: String,
+    /// `None`: the goals give this column a verdict; `Some(note)`: its
+    /// ratios are shown without one, and the goal cell says `note` instead.
+    unjudged: Option<String>,
 }
 
-/// The sections of one `bench rcu` table (one column per policy).
-fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
+/// The goal column: the goal and, per judged column ([`Head`]), whether
+/// the median met it; then the notes of the unjudged columns that have a
+/// ratio (each once).
+fn goal_cell(text: &str, goal: Goal, heads: &[Head], ratios: &[Option<Ratio>]) -> String {
+    let mut verdicts = Vec::new();
+    let mut notes: Vec<&str> = Vec::new();
+    for (head, ratio) in heads.iter().zip(ratios) {
+        let Some(r) = ratio else { continue };
+        match &head.unjudged {
+            None => {
+                verdicts.push(format!("{} {}", head.label, if goal.met(r.median) { "met" } else { "MISSED" }))
+            }
+            Some(note) if !notes.contains(&note.as_str()) => notes.push(note),
+            Some(_) => {}
+        }
+    }
+    let mut parts = Vec::new();
+    if !verdicts.is_empty() {
+        parts.push(verdicts.join(", "));
+    }
+    parts.extend(notes.iter().map(|n| n.to_string()));
+    if parts.is_empty() { text.to_string() } else { format!("{text}: {}", parts.join("; ")) }
+}
+
+/// The sections of one `bench rcu` table: one column per image, `heads[i]`
+/// the head of `columns[i]`.
+fn rcu_sections(columns: &[Booted], heads: &[Head]) -> Vec<Section> {
     let stat = |c: &Booted, metric: &str, kind: &str, cpus: Option<usize>, key: &str| {
         c.rows
             .iter()
@@ -834,7 +911,7 @@ fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
             })
             .collect();
         let goal = if kind == "rcu" {
-            goal_cell("<= 1.2x plain", Goal::AtMost(1.2), &ratios)
+            goal_cell("<= 1.2x plain", Goal::AtMost(1.2), heads, &ratios)
         } else {
             String::new()
         };
@@ -883,7 +960,7 @@ fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
                 })
                 .collect();
             let goal = if kind == "rcu" && n > 1 {
-                goal_cell(&format!("linear ({n}x)"), Goal::AtLeast(0.9 * n as f64), &ratios)
+                goal_cell(&format!("linear ({n}x)"), Goal::AtLeast(0.9 * n as f64), heads, &ratios)
             } else {
                 String::new()
             };
@@ -900,7 +977,7 @@ fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
                 lines.push(TableLine {
                     label: format!("RCU reads / {name} reads, 2 CPUs"),
                     cells,
-                    goal: goal_cell(">= 10x", Goal::AtLeast(10.0), &ratios),
+                    goal: goal_cell(">= 10x", Goal::AtLeast(10.0), heads, &ratios),
                 });
             }
         }
@@ -949,7 +1026,7 @@ fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
             })
             .collect();
         let goal = if kind.starts_with("exp") && ratios.iter().any(Option::is_some) {
-            goal_cell("<= 3x run_on", Goal::AtMost(3.0), &ratios)
+            goal_cell("<= 3x run_on", Goal::AtMost(3.0), heads, &ratios)
         } else {
             String::new()
         };
@@ -1003,9 +1080,9 @@ fn rcu_sections(columns: &[Booted]) -> Vec<Section> {
 }
 
 /// Renders sections as one table: the label column, a group of three
-/// cells per policy, and the goal; every section's title line carries its
-/// column heads.
-fn render_sections(sections: &[Section], policies: &[&str]) -> String {
+/// cells per column (headed by its entry of `labels`), and the goal; every
+/// section's title line carries its column heads.
+fn render_sections(sections: &[Section], labels: &[String]) -> String {
     use std::fmt::Write as _;
     let all_lines = || sections.iter().flat_map(|s| &s.lines);
     let label_width = all_lines()
@@ -1020,17 +1097,20 @@ fn render_sections(sections: &[Section], policies: &[&str]) -> String {
             .max()
             .unwrap_or(0)
     };
-    let w = [width(0), width(1), width(2)];
+    let mut w = [width(0), width(1), width(2)];
+    // A label wider than its cells widens the last cell of every group.
+    let widest = labels.iter().map(String::len).max().unwrap_or(0);
+    w[2] += widest.saturating_sub(w[0] + w[1] + w[2] + 2);
     let group = w[0] + w[1] + w[2] + 2;
     let mut out = String::new();
     let _ = write!(out, "  {:<label_width$}", "");
-    for policy in policies {
-        let _ = write!(out, " | {policy:^group$}");
+    for label in labels {
+        let _ = write!(out, " | {label:^group$}");
     }
     out.push_str(" | goal\n");
     for section in sections {
         let _ = write!(out, "  {:<label_width$}", section.title);
-        for _ in policies {
+        for _ in labels {
             let [h0, h1, h2] = section.heads;
             let _ = write!(out, " | {h0:>w0$} {h1:>w1$} {h2:>w2$}", w0 = w[0], w1 = w[1], w2 = w[2]);
         }
@@ -1121,10 +1201,10 @@ mod tests {
     /// cycles per 1000 against 1000 for the plain load; RCU reads 20 per
     /// cycle-window per CPU against 1 for the locks; the expedited grace
     /// period takes `exp` cycles against a 1000-cycle round trip.
-    fn rcu_boot(policy: &str, rcu: u64, exp: u64) -> Vec<BenchLine> {
+    fn rcu_boot(policy: &str, flavor: &str, rcu: u64, exp: u64) -> Vec<BenchLine> {
         bench_lines(&format!(
-            "bench: metric=machine cpus=2 tsc_hz=1000000000 policy={policy} read_iters=1000 read_ms=20 \
-             gp_samples=51 reader_yield_us=200 callbacks=100\n\
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 policy={policy} flavor={flavor} read_iters=1000 \
+             read_ms=20 gp_samples=51 reader_yield_us=200 callbacks=100\n\
              bench: metric=read_cost kind=plain samples=11 ops=1000 cycles=1000\n\
              bench: metric=read_cost kind=rcu samples=11 ops=1000 cycles={rcu}\n\
              bench: metric=read_tput kind=rcu cpus=1 ops=20000 window=1000 min=20000 max=20000\n\
@@ -1146,8 +1226,11 @@ mod tests {
     #[test]
     fn ratios_are_taken_within_each_boot() {
         // Boot medians of the two values alone would give 3000/1000 = 3.
-        let boots =
-            [rcu_boot("coop", 1000, 3000), rcu_boot("coop", 3000, 1000), rcu_boot("coop", 1500, 1000)];
+        let boots = [
+            rcu_boot("coop", "qsbr", 1000, 3000),
+            rcu_boot("coop", "qsbr", 3000, 1000),
+            rcu_boot("coop", "qsbr", 1500, 1000),
+        ];
         let r =
             per_boot(&boots, |b| Some(boot_value(b, "read_cost", "rcu", None, "cycles")? as f64 / 1000.0))
                 .expect("every boot has the line");
@@ -1156,37 +1239,177 @@ mod tests {
         assert_eq!(boot_value(&boots[0], "read_tput", "rcu", Some(3), "ops"), None);
     }
 
+    /// The table of `columns`, headed as `bench rcu` heads (policy, flavour).
+    fn rcu_table(columns: Vec<(&str, &str, Booted)>) -> String {
+        let heads: Vec<Head> = columns.iter().map(|(p, f, _)| rcu_head(p, f)).collect();
+        let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
+        let columns: Vec<Booted> = columns.into_iter().map(|(_, _, b)| b).collect();
+        render_sections(&rcu_sections(&columns, &heads), &labels)
+    }
+
+    fn table_line<'a>(table: &'a str, start: &str) -> &'a str {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(start))
+            .unwrap_or_else(|| panic!("{start}\n{table}"))
+    }
+
+    /// The three cells of column `i` (from 0) of a table line.
+    fn column_cells(line: &str, i: usize) -> Vec<&str> {
+        line.split('|').nth(i + 1).unwrap_or_default().split_whitespace().collect()
+    }
+
     #[test]
-    fn rcu_table_shows_both_policies_and_the_goals() {
-        let coop = booted(vec![rcu_boot("coop", 1100, 2000)]);
-        let preempt = booted(vec![rcu_boot("preempt", 2000, 5000), rcu_boot("preempt", 2000, 5000)]);
-        let table = render_sections(&rcu_sections(&[coop, preempt]), &POLICIES);
-        let line = |start: &str| -> &str {
-            table
-                .lines()
-                .find(|l| l.trim_start().starts_with(start))
-                .unwrap_or_else(|| panic!("{start}\n{table}"))
-        };
-        assert!(table.lines().next().is_some_and(|l| l.contains("coop") && l.contains("preempt")), "{table}");
+    fn rcu_table_shows_every_policy_and_flavour_and_the_goals() {
+        let table = rcu_table(vec![
+            ("coop", "qsbr", booted(vec![rcu_boot("coop", "qsbr", 1100, 2000)])),
+            (
+                "preempt",
+                "qsbr",
+                booted(vec![
+                    rcu_boot("preempt", "qsbr", 2000, 5000),
+                    rcu_boot("preempt", "qsbr", 2000, 5000),
+                ]),
+            ),
+            ("coop", "refcount", booted(vec![rcu_boot("coop", "refcount", 3000, 2500)])),
+            ("preempt", "refcount", booted(vec![rcu_boot("preempt", "refcount", 4000, 6000)])),
+        ]);
+        let line = |start: &str| table_line(&table, start);
+        let head: Vec<&str> = table.lines().next().unwrap_or_default().split('|').map(str::trim).collect();
+        assert_eq!(
+            head,
+            ["", "coop qsbr", "preempt qsbr", "coop refcount", "preempt refcount", "goal"],
+            "{table}"
+        );
+        // Every line's column separators line up with the heads'.
+        let bars = |l: &str| l.match_indices('|').map(|(i, _)| i).collect::<Vec<_>>();
+        let head_bars = bars(table.lines().next().unwrap_or_default());
+        assert_eq!(head_bars.len(), 5, "{table}");
+        for l in table.lines() {
+            assert_eq!(bars(l)[..], head_bars[..], "{table}");
+        }
         let read = line("read_lock + RcuCell::load");
-        assert!(read.contains("1.10x") && read.contains("2.00x"), "{table}");
-        assert!(read.ends_with("<= 1.2x plain: coop met, preempt MISSED"), "{table}");
+        for (i, ratio) in ["1.10x", "2.00x", "3.00x", "4.00x"].into_iter().enumerate() {
+            assert_eq!(column_cells(read, i)[2], ratio, "{table}");
+        }
+        assert!(
+            read.ends_with(
+                "<= 1.2x plain: coop qsbr met, preempt qsbr MISSED; qsbr's goal, not judged for refcount"
+            ),
+            "{table}"
+        );
         // 40000 reads in 1000 cycles at 1 GHz: 40,000 M/s, twice 1 CPU's.
         let two = line("RCU, 2 CPUs");
         assert!(two.contains("40000") && two.contains("2.00x"), "{table}");
-        assert!(two.ends_with("linear (2x): coop met, preempt met"), "{table}");
-        assert!(line("RCU reads / RwSpinLock reads, 2 CPUs").contains("40.0x"), "{table}");
+        assert!(
+            two.ends_with(
+                "linear (2x): coop qsbr met, preempt qsbr met; qsbr's goal, not judged for refcount"
+            ),
+            "{table}"
+        );
+        let rwspin = line("RCU reads / RwSpinLock reads, 2 CPUs");
+        assert!((0..4).all(|i| column_cells(rwspin, i) == ["40.0x", "[40.0-40.0]"]), "{table}");
+        assert!(
+            rwspin.ends_with(">= 10x: coop qsbr met, preempt qsbr met; qsbr's goal, not judged for refcount"),
+            "{table}"
+        );
         let exp = line("synchronize_expedited(), readers on CPU 1");
-        assert!(exp.ends_with("<= 3x run_on: coop met, preempt MISSED"), "{table}");
+        assert_eq!(column_cells(exp, 3)[2], "6.00x", "{table}");
+        assert!(
+            exp.ends_with(
+                "<= 3x run_on: coop qsbr met, preempt qsbr MISSED; qsbr's goal, not judged for refcount"
+            ),
+            "{table}"
+        );
+        // No verdict for a refcount column, even one that would miss.
+        assert!(!table.contains("refcount met") && !table.contains("refcount MISSED"), "{table}");
         // 100000 cycles for 100 callbacks: 1000 cycles, 1 us each, 1 M/s.
         assert!(line("call_rcu(closure)").contains("1.00 M/s"), "{table}");
         assert!(line("barrier()").contains("2 GPs"), "{table}");
         // Not measured: no grace-period row; dashes in a throughput row.
         assert!(!table.contains("other CPUs idle"), "{table}");
         let uklock = line("uklock::RwLock (read), 1 CPU");
-        assert!(
-            uklock.split('|').nth(1).is_some_and(|c| c.split_whitespace().eq(["-", "-", "-"])),
-            "{table}"
+        assert!((0..4).all(|i| column_cells(uklock, i) == ["-", "-", "-"]), "{table}");
+    }
+
+    #[test]
+    fn rcu_table_of_one_flavour() {
+        // --flavor qsbr: the two policies, with verdicts.
+        let table = rcu_table(vec![
+            ("coop", "qsbr", booted(vec![rcu_boot("coop", "qsbr", 1100, 2000)])),
+            ("preempt", "qsbr", booted(vec![rcu_boot("preempt", "qsbr", 2000, 5000)])),
+        ]);
+        let read = table_line(&table, "read_lock + RcuCell::load");
+        assert!(read.ends_with("<= 1.2x plain: coop qsbr met, preempt qsbr MISSED"), "{table}");
+        assert!(!table.contains("not judged"), "{table}");
+        // --flavor refcount: the ratios and the goals, no verdict.
+        let table = rcu_table(vec![
+            ("coop", "refcount", booted(vec![rcu_boot("coop", "refcount", 3000, 2500)])),
+            ("preempt", "refcount", booted(vec![rcu_boot("preempt", "refcount", 1000, 1000)])),
+        ]);
+        let read = table_line(&table, "read_lock + RcuCell::load");
+        assert!(read.contains("3.00x") && read.contains("1.00x"), "{table}");
+        assert!(read.ends_with("<= 1.2x plain: qsbr's goal, not judged for refcount"), "{table}");
+        let exp = table_line(&table, "synchronize_expedited(), readers on CPU 1");
+        assert!(exp.ends_with("<= 3x run_on: qsbr's goal, not judged for refcount"), "{table}");
+        assert!(!table.contains(" met") && !table.contains("MISSED"), "{table}");
+    }
+
+    #[test]
+    fn goal_cells_judge_only_judged_columns_with_a_ratio() {
+        let head =
+            |label: &str, note: Option<&str>| Head { label: label.into(), unjudged: note.map(String::from) };
+        let r = |median| Some(Ratio { median, min: median, max: median });
+        let heads =
+            [head("a", None), head("b", None), head("c", Some("not for c")), head("d", Some("not for c"))];
+        assert_eq!(
+            goal_cell("<= 2x", Goal::AtMost(2.0), &heads, &[r(1.0), None, r(9.0), r(9.0)]),
+            "<= 2x: a met; not for c"
         );
+        assert_eq!(
+            goal_cell(">= 2x", Goal::AtLeast(2.0), &heads, &[r(1.0), r(2.0), None, None]),
+            ">= 2x: a MISSED, b met"
+        );
+        assert_eq!(goal_cell(">= 2x", Goal::AtLeast(2.0), &heads, &[None, None, None, None]), ">= 2x");
+    }
+
+    #[test]
+    fn a_wrong_image_is_an_error() {
+        let refcount = booted(vec![rcu_boot("preempt", "refcount", 1000, 1000)]);
+        assert!(check_policy(&refcount, "rcubench", "preempt").is_ok());
+        assert!(check_flavor(&refcount, "rcubench", "refcount").is_ok());
+        let err = check_flavor(&refcount, "rcubench", "qsbr").expect_err("qsbr image reports refcount");
+        assert_eq!(
+            err.to_string(),
+            "rcubench built with ukrcu.flavor=qsbr reports flavor Some(\"refcount\")"
+        );
+        assert!(check_policy(&refcount, "rcubench", "coop").is_err());
+        // An image that does not say which flavour it links.
+        let silent =
+            booted(vec![bench_lines("bench: metric=machine cpus=1 tsc_hz=1000000000 policy=coop\n")]);
+        let err = check_flavor(&silent, "rcubench", "qsbr").expect_err("no flavor= on the machine line");
+        assert!(err.to_string().ends_with("reports flavor None"), "{err}");
+    }
+
+    #[test]
+    fn bench_rcu_takes_one_flavour_or_both() {
+        use clap::Parser as _;
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: BenchCmd,
+        }
+        let flavor = |args: &[&str]| {
+            Cli::try_parse_from([&["bench", "rcu"], args].concat())
+                .map(|c| match c.bench {
+                    BenchCmd::Rcu { flavor, .. } => flavor,
+                    other => panic!("{other:?}"),
+                })
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(flavor(&[]), Ok(None));
+        assert_eq!(flavor(&["--flavor", "refcount"]), Ok(Some("refcount".into())));
+        assert_eq!(flavor(&["--flavor", "qsbr"]), Ok(Some("qsbr".into())));
+        assert_eq!(flavor(&["--flavor", "rcu"]), Err(clap::error::ErrorKind::InvalidValue));
     }
 }

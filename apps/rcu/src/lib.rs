@@ -12,7 +12,10 @@
 //! `R > 0`, and with status 1 otherwise, after a `rcutorture: FAILED: ...`
 //! line saying why. `cargo xtask run --app rcu --smp 4` runs it; with
 //! `--set ukrcu.broken_grace_periods=true` (grace periods that end at once)
-//! it must fail.
+//! it must fail, under either flavour (`--set ukrcu.flavor=refcount`); so
+//! must the refcount flavour with `--set ukrcu.broken_refcount=true`
+//! (readers that load, then count: a freed handle, or the heap's
+//! double-free panic when the late reference goes).
 //!
 //! ## What runs
 //!
@@ -72,8 +75,9 @@
 //!
 //! ## The data structures
 //!
-//! `platform.cmdline=tests` runs, instead of the torture, the uktest cases
-//! of two structures built on `ukrcu`: the course notes' searchable stack
+//! `platform.cmdline=tests` runs, instead of the torture, ukrcu's own
+//! uktest cases and those of two structures built on it: the course
+//! notes' searchable stack
 //! (`stack.rs`: push, pop, search under a read guard; writers under one
 //! lock; a popped node freed after a grace period) and a hash map of
 //! per-bucket RCU lists (`hashmap.rs`: lookups with no lock; insert,
@@ -323,10 +327,12 @@ pub fn main(args: &[&str]) -> i32 {
     let cpus = ukplat::cpu::count();
     let readers = cpus * opts.readers_per_cpu as usize;
     println!(
-        "rcu: rcutorture on {cpus} CPU(s), {} policy, {readers} reader(s), {} ms, broken_grace_periods={}",
+        "rcu: rcutorture on {cpus} CPU(s), {} policy, {} flavour, {readers} reader(s), {} ms, broken_grace_periods={} broken_refcount={}",
         uksched::POLICY,
+        ukrcu::flavor(),
         opts.duration_ms,
-        ukconfig::ukrcu::BROKEN_GRACE_PERIODS
+        ukconfig::ukrcu::BROKEN_GRACE_PERIODS,
+        ukconfig::ukrcu::BROKEN_REFCOUNT
     );
     pool::init();
     let booted = uktime::now();

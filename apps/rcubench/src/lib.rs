@@ -1,7 +1,8 @@
 //! # rcubench — RCU benchmarks
 //!
 //! Run by `cargo xtask bench rcu`, which builds it for both policies
-//! (`uksched.policy=coop` and `preempt`, release) and each CPU count, boots
+//! (`uksched.policy=coop` and `preempt`) and both RCU flavours
+//! (`ukrcu.flavor=qsbr` and `refcount`), release, and each CPU count, boots
 //! each image several times and prints one table per CPU count. Every
 //! measurement is one console line,
 //!
@@ -10,7 +11,9 @@
 //! ```
 //!
 //! with cycles in TSC cycles (the host converts with the `tsc_hz` of the
-//! `machine` line). Main runs pinned to CPU 0; the grace-period thread
+//! `machine` line, which also names the scheduling policy and the linked
+//! RCU flavour, `policy=` and `flavor=`, so that the host can tell a wrong
+//! image). Main runs pinned to CPU 0; the grace-period thread
 //! `rcu_gp` is left where the scheduler puts it (on each wake-up, the
 //! least loaded CPU: an idle one when there is one), as in any app that
 //! does not pin it. Every baseline is measured in the same boot as what it
@@ -408,10 +411,11 @@ pub fn main(_args: &[&str]) -> i32 {
     let reader_yield_us = option("reader_yield_us", 200).max(1);
     let n_callbacks = option("callbacks", 10_000).max(1);
     println!(
-        "bench: metric=machine cpus={cpus} tsc_hz={} policy={} read_iters={read_iters} read_ms={read_ms} \
+        "bench: metric=machine cpus={cpus} tsc_hz={} policy={} flavor={} read_iters={read_iters} read_ms={read_ms} \
          gp_samples={gp_samples} reader_yield_us={reader_yield_us} callbacks={n_callbacks} batch={BATCH}",
         uktime::tsc_hz(),
-        uksched::POLICY
+        uksched::POLICY,
+        ukrcu::flavor()
     );
     if let Err(e) = uksched::current().set_affinity(CpuSet::single(0)) {
         println!("rcubench: cannot pin main to CPU 0: {e}");

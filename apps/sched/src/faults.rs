@@ -114,9 +114,10 @@ pub(crate) fn rcu_block() -> i32 {
 }
 
 /// `rcu-stall` (meant for `uksched.policy=coop`, `ukrcu.stall_timeout_ms`
-/// small): thread `hog` runs on the last CPU without ever yielding for
-/// 400 ms while a grace period waits for it; the stall report must name
-/// the CPU and the thread, and the grace period must end once it stops.
+/// small): thread `hog` runs on the last CPU inside a read-side section
+/// without ever yielding for 400 ms while a grace period waits for it; the
+/// stall report must name the CPU and the thread (`qsbr`) or the open
+/// section (`refcount`), and the grace period must end once it stops.
 pub(crate) fn rcu_stall() -> i32 {
     use core::time::Duration;
     if cpus() < 2 {
@@ -127,8 +128,11 @@ pub(crate) fn rcu_stall() -> i32 {
     if let Some(gp) = ukrcu::gp_thread() {
         let _ = gp.set_affinity(CpuSet::single(0));
     }
-    println!("sched: thread `hog` runs 400 ms on CPU {last} without a quiescent state");
+    println!(
+        "sched: thread `hog` runs 400 ms on CPU {last} inside a read-side section, without a quiescent state"
+    );
     let hog = Builder::new().name("hog").affinity(CpuSet::single(last)).spawn(|| {
+        let _section = ukrcu::read_lock();
         uktime::busy_wait(Duration::from_millis(400));
     });
     let Ok(hog) = hog else {

@@ -44,7 +44,7 @@
 //! | `mutex-relock` | a thread named `relocker` locks a `uklock::Mutex` it holds | the panic report ``uklock: thread `relocker` ...``, status 110 |
 //! | `mutex-foreign-unlock` | thread `holder` locks a `uklock::Mutex` and keeps it; thread `intruder` unlocks it | the panic report ``uklock: thread `intruder` ...``, status 110 |
 //! | `rcu-block` | thread `reader` sleeps inside an RCU read-side critical section (`ukrcu::read_lock`) | debug builds: ukrcu's line ``a thread blocks, sleeps or yields inside 1 RCU read-side critical section(s)`` and the scheduler's panic report, status 110 |
-//! | `rcu-stall` | with `uksched.policy=coop` and a short `ukrcu.stall_timeout_ms`: thread `hog` runs 400 ms on the last CPU without a quiescent state while `main` waits in `ukrcu::synchronize` | ukrcu's stall report naming the CPU and, from that CPU, ``thread `hog` ``; then the grace period ends, status 0 |
+//! | `rcu-stall` | with `uksched.policy=coop` and a short `ukrcu.stall_timeout_ms`: thread `hog` runs 400 ms on the last CPU inside a read-side section, without a quiescent state, while `main` waits in `ukrcu::synchronize` | ukrcu's stall report naming the CPU and, from that CPU, ``thread `hog` `` (`qsbr`), or the open section (`ukrcu.flavor=refcount`); then the grace period ends, status 0 |
 //!
 //! ## Bounds
 //!

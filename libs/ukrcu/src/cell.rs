@@ -2,12 +2,11 @@
 //! [`Retired`].
 
 use crate::ReadGuard;
-use crate::engine::GP;
+use crate::flavor::{self, Link, Owned};
 use alloc::boxed::Box;
 use core::marker::PhantomData;
 use core::ops::Deref;
-use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::ptr;
 
 /// A pointer to a `T` (or null) that readers load without synchronisation
 /// and writers replace with one atomic store (`rcu_assign_pointer` /
@@ -17,6 +16,11 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 /// Writers replacing the value concurrently each get a distinct old value;
 /// writers that must see each other's changes (read, then replace) hold a
 /// lock of their own, as in Linux.
+///
+/// Under `ukrcu.flavor = "qsbr"` the cell holds the published `Box<T>`
+/// as is; under `refcount` the value moves into an object with its count
+/// (one allocation more per publication), and [`load`](Self::load) counts
+/// a reference, given back when the guard drops.
 ///
 /// ```no_run
 /// use ukrcu::RcuCell;
@@ -32,11 +36,11 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 /// }
 /// ```
 pub struct RcuCell<T> {
-    ptr: AtomicPtr<T>,
+    link: Link<T>,
     _owns: PhantomData<Box<T>>,
 }
 
-// SAFETY: the cell owns a `Box<T>` (moved between threads: `T: Send`) that
+// SAFETY: the cell owns a `T` (moved between threads: `T: Send`) that
 // readers on every CPU reference (`T: Sync`).
 unsafe impl<T: Send + Sync> Sync for RcuCell<T> {}
 // SAFETY: as above.
@@ -44,37 +48,53 @@ unsafe impl<T: Send + Sync> Send for RcuCell<T> {}
 
 impl<T> RcuCell<T> {
     /// An empty cell.
+    ///
+    /// ```no_run
+    /// static EMPTY: ukrcu::RcuCell<u8> = ukrcu::RcuCell::null();
+    /// assert!(EMPTY.is_null());
+    /// ```
     pub const fn null() -> Self {
-        Self { ptr: AtomicPtr::new(ptr::null_mut()), _owns: PhantomData }
+        Self { link: Link::null(), _owns: PhantomData }
     }
 
     /// A cell holding `value`.
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new(5));
+    /// assert_eq!(cell.load(&ukrcu::read_lock()), Some(&5));
+    /// ```
     pub fn new(value: Box<T>) -> Self {
-        Self { ptr: AtomicPtr::new(Box::into_raw(value)), _owns: PhantomData }
+        Self { link: Link::new(Some(Owned::from_box(value))), _owns: PhantomData }
     }
 
     /// The published value, valid while `guard` is (`rcu_dereference`).
-    /// A `SeqCst` load: a plain `mov` on x86, and ordered after the
-    /// quiescent state that began the section (see the crate docs).
+    /// `qsbr`: one `SeqCst` load (a plain `mov` on x86), ordered after the
+    /// quiescent state that began the section (see [`crate::gp`]).
+    /// `refcount`: one atomic add on the cell's word, which counts a
+    /// reference ([`crate::split`]) that the guard gives back.
     #[inline]
-    pub fn load<'g>(&'g self, _guard: &'g ReadGuard) -> Option<&'g T> {
-        let p = self.ptr.load(Ordering::SeqCst);
-        // SAFETY: a non-null pointer here came from `Box::into_raw` and is
-        // freed only a grace period after it was replaced; `guard` keeps
-        // this CPU from passing a quiescent state while the reference lives.
-        unsafe { p.as_ref() }
+    pub fn load<'g>(&'g self, guard: &'g ReadGuard) -> Option<&'g T> {
+        self.link.load(&guard.section)
     }
 
     /// Whether the cell is empty now.
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::<u8>::null();
+    /// assert!(cell.is_null());
+    /// ```
     pub fn is_null(&self) -> bool {
-        self.ptr.load(Ordering::SeqCst).is_null()
+        self.link.is_null()
     }
 
     /// Exclusive access (no reader can hold a reference).
+    ///
+    /// ```no_run
+    /// let mut cell = ukrcu::RcuCell::new(Box::new(1));
+    /// *cell.get_mut().unwrap() += 1;
+    /// ```
     pub fn get_mut(&mut self) -> Option<&mut T> {
-        // SAFETY: `&mut self`: no other reference to the cell, so none to
-        // its value; the pointer is a live box or null.
-        unsafe { self.ptr.get_mut().as_mut() }
+        self.link.get_mut()
     }
 }
 
@@ -82,13 +102,25 @@ impl<T: Send + 'static> RcuCell<T> {
     /// Publishes `new` (`rcu_assign_pointer`, a `SeqCst` swap: the value's
     /// initialisation is visible before the pointer) and returns the value
     /// it replaces, which readers may still be using.
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new(1));
+    /// let old = cell.replace(Some(Box::new(2))).unwrap();
+    /// assert_eq!(*old, 1);
+    /// old.free_after_grace_period();
+    /// ```
     pub fn replace(&self, new: Option<Box<T>>) -> Option<Retired<T>> {
-        let new = new.map_or(ptr::null_mut(), Box::into_raw);
-        let old = self.ptr.swap(new, Ordering::SeqCst);
-        NonNull::new(old).map(Retired::new)
+        self.link.swap(new.map(Owned::from_box)).map(Retired::from_owned)
     }
 
-    /// Publishes `new` and frees the old value after a grace period.
+    /// Publishes `new` and frees the old value after a grace period (`qsbr`)
+    /// or when its last reader lets go (`refcount`).
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::null();
+    /// cell.store(Some(Box::new("v1")));
+    /// cell.store(Some(Box::new("v2")));
+    /// ```
     pub fn store(&self, new: Option<Box<T>>) {
         if let Some(old) = self.replace(new) {
             old.free_after_grace_period();
@@ -100,128 +132,113 @@ impl<T: Send + 'static> RcuCell<T> {
     ///
     /// # Errors
     /// `new`, when the cell no longer holds `current`.
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new(1));
+    /// let guard = ukrcu::read_lock();
+    /// let seen = cell.load(&guard);
+    /// let old = cell.compare_exchange(seen, Some(Box::new(2))).ok().flatten();
+    /// drop(guard);
+    /// old.unwrap().free_after_grace_period();
+    /// ```
     pub fn compare_exchange(
         &self,
         current: Option<&T>,
         new: Option<Box<T>>,
     ) -> Result<Option<Retired<T>>, Option<Box<T>>> {
-        let current = current.map_or(ptr::null_mut(), |r| ptr::from_ref(r).cast_mut());
-        let raw = new.map_or(ptr::null_mut(), Box::into_raw);
-        match self.ptr.compare_exchange(current, raw, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(old) => Ok(NonNull::new(old).map(Retired::new)),
-            // SAFETY: `raw` came from `Box::into_raw` above and was not
-            // published.
-            Err(_) => Err((!raw.is_null()).then(|| unsafe { Box::from_raw(raw) })),
+        let current = current.map_or(ptr::null(), ptr::from_ref);
+        match self.link.compare_exchange(current, new.map(Owned::from_box)) {
+            Ok(old) => Ok(old.map(Retired::from_owned)),
+            Err(new) => Err(new.map(Owned::into_unpublished_box)),
         }
     }
 }
 
 impl<T> Drop for RcuCell<T> {
     fn drop(&mut self) {
-        let p = *self.ptr.get_mut();
-        if !p.is_null() {
+        if let Some(owned) = self.link.take_mut() {
             // SAFETY: dropping the cell means no reference to it remains, so
-            // no reader holds its value (loads borrow the cell).
-            drop(unsafe { Box::from_raw(p) });
+            // no reader holds its value (loads borrow the cell); this was
+            // the cell's own reference.
+            drop(unsafe { owned.release() });
         }
     }
 }
 
-/// A value taken out of an [`RcuCell`]: readers that loaded it before may
-/// still use it, so it is freed only after a grace period —
-/// [`free_after_grace_period`](Self::free_after_grace_period) (deferred, as
-/// `call_rcu`), or [`crate::synchronize`] and then dropping it. A `Retired`
-/// dropped before a grace period has ended since it was retired is not
-/// freed there and then: it defers its own free, so it can never be freed
-/// early.
+/// A value taken out of an [`RcuCell`] or an [`crate::RcuList`]: readers
+/// that loaded it before may still use it, so it is not freed at once.
+///
+/// * `qsbr`: freed only after a grace period —
+///   [`free_after_grace_period`](Self::free_after_grace_period) (deferred,
+///   as `call_rcu`), or [`crate::synchronize`] and then dropping it. One
+///   dropped before a grace period has ended since it was retired defers
+///   its own free, so it can never be freed early.
+/// * `refcount`: it holds a counted reference; dropping it (or
+///   `free_after_grace_period`) gives that up, and the object is freed by
+///   whoever drops the last reference — here, or the last reader.
 pub struct Retired<T: Send + 'static> {
-    ptr: NonNull<T>,
-    /// The grace-period snapshot taken when it was retired.
-    snap: u64,
+    inner: flavor::Retired<T>,
 }
 
-// SAFETY: a `Retired` owns its box (`T: Send`) and hands out `&T`, which
-// readers share (`T: Sync`).
+// SAFETY: a `Retired` owns (a reference to) its object (`T: Send`) and
+// hands out `&T`, which readers share (`T: Sync`).
 unsafe impl<T: Send + Sync + 'static> Send for Retired<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send + Sync + 'static> Sync for Retired<T> {}
 
-/// A raw box pointer handed to a callback.
-struct SendPtr<T>(NonNull<T>);
-// SAFETY: it stands for a `Box<T>` moved to the callback (`T: Send`).
-unsafe impl<T: Send> Send for SendPtr<T> {}
-
 impl<T: Send + 'static> Retired<T> {
-    fn new(ptr: NonNull<T>) -> Self {
-        Self { ptr, snap: GP.snap() }
+    /// Just unlinked (the `qsbr` snapshot follows the unlinking store).
+    pub(crate) fn from_owned(owned: Owned<T>) -> Self {
+        Self { inner: flavor::Retired::new(owned) }
     }
 
-    /// Retires a value that was published elsewhere (the list's nodes).
+    /// Whether it can be freed now: a full grace period has ended since it
+    /// was retired (`qsbr`), or no reader holds it any more (`refcount`).
     ///
-    /// # Safety
-    /// `ptr` came from `Box::into_raw`, is no longer reachable by readers
-    /// that start a read-side section from now on (it was unlinked before
-    /// this call), and the caller gives up its ownership.
-    pub(crate) unsafe fn from_raw(ptr: NonNull<T>) -> Self {
-        Self::new(ptr)
-    }
-
-    /// Whether a full grace period has ended since it was retired.
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new(1));
+    /// let old = cell.replace(None).unwrap();
+    /// ukrcu::synchronize();
+    /// assert!(old.grace_period_done());
+    /// ```
     pub fn grace_period_done(&self) -> bool {
-        GP.done(self.snap)
+        self.inner.done()
     }
 
-    /// Frees it after a grace period, from the grace-period thread.
+    /// Frees it without blocking: after a grace period, from the
+    /// grace-period thread (`qsbr`), or when its last reader lets go
+    /// (`refcount`).
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new([0u8; 64]));
+    /// cell.replace(None).unwrap().free_after_grace_period();
+    /// ```
     pub fn free_after_grace_period(self) {
-        let ptr = SendPtr(self.ptr);
-        core::mem::forget(self);
-        crate::call_rcu(move || {
-            let ptr = ptr;
-            // SAFETY: the box was retired from its cell a grace period ago:
-            // no reader holds it, and this is its only owner.
-            drop(unsafe { Box::from_raw(ptr.0.as_ptr()) });
-        });
+        self.inner.free_later();
     }
 
-    /// The value as a box, once a grace period has ended since it was
-    /// retired (after [`crate::synchronize`]).
+    /// The value as a box, once no reader can hold it any more (after
+    /// [`crate::synchronize`] under `qsbr`; once its last reader let go
+    /// under `refcount`).
     ///
     /// # Errors
     /// `self`, while readers may still hold it.
+    ///
+    /// ```no_run
+    /// let cell = ukrcu::RcuCell::new(Box::new(String::from("old")));
+    /// let old = cell.replace(None).unwrap();
+    /// ukrcu::synchronize();
+    /// let s: Box<String> = old.into_box().ok().unwrap();
+    /// assert_eq!(*s, "old");
+    /// ```
     pub fn into_box(self) -> Result<Box<T>, Self> {
-        if !self.grace_period_done() {
-            return Err(self);
-        }
-        let ptr = self.ptr;
-        core::mem::forget(self);
-        // SAFETY: a grace period ended since it was retired: no reader
-        // holds it; this was its only owner.
-        Ok(unsafe { Box::from_raw(ptr.as_ptr()) })
+        self.inner.into_box().map_err(|inner| Self { inner })
     }
 }
 
 impl<T: Send + 'static> Deref for Retired<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the box lives until this `Retired` frees it.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl<T: Send + 'static> Drop for Retired<T> {
-    fn drop(&mut self) {
-        let ptr = self.ptr;
-        if GP.done(self.snap) {
-            // SAFETY: as in `into_box`.
-            drop(unsafe { Box::from_raw(ptr.as_ptr()) });
-        } else {
-            // Too early: free it after a grace period instead.
-            let ptr = SendPtr(ptr);
-            crate::call_rcu(move || {
-                let ptr = ptr;
-                // SAFETY: as in `free_after_grace_period`.
-                drop(unsafe { Box::from_raw(ptr.0.as_ptr()) });
-            });
-        }
+        self.inner.value()
     }
 }

@@ -1,16 +1,18 @@
-//! The grace-period engine of the `qsbr` flavour: the grace-period thread,
-//! the per-CPU callback queues, `synchronize`, `call_rcu`, `barrier`,
-//! forcing and stall reports. See the crate documentation for the design.
+//! The grace-period engine, shared by both flavours: the grace-period
+//! thread, the per-CPU callback queues, `synchronize`, `call_rcu`,
+//! `barrier`, and the pacing of a grace period (forcing, stall reports);
+//! the flavour says which readers a grace period waits for. See the crate
+//! documentation for the design.
 
-use crate::gp::{self, Cpus, GpSeq, Holdouts};
+use crate::flavor;
+use crate::gp::{self, GpSeq};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
-use ukplat::cpu::{self, CpuIndex, MAX_CPUS, PreemptGuard};
+use ukplat::cpu;
 use uksched::WaitQueue;
-use uksched::qs::Snapshot;
 
 /// The grace-period sequence.
 pub(crate) static GP: GpSeq = GpSeq::new();
@@ -131,34 +133,9 @@ pub(crate) fn barrier() {
     BARRIER_DONE.wait_until(|| pending.load(Ordering::SeqCst) == 0);
 }
 
-/// The kernel's CPUs as seen by the state machine: the scheduler's
-/// quiescent-state counters.
-struct KernelCpus {
-    /// The CPU taking the snapshots: quiescent at that moment (the
-    /// grace-period thread runs there, outside any read-side section, and
-    /// whatever ran there before it passed through the scheduler).
-    me: CpuIndex,
-}
-
-impl Cpus for KernelCpus {
-    type Snapshot = Snapshot;
-
-    fn count(&self) -> usize {
-        cpu::count()
-    }
-
-    fn snapshot(&self, c: usize) -> Option<Snapshot> {
-        let snapshot = Snapshot::take(c);
-        // Idle now (even counter): quiescent, and never woken for it.
-        (c != self.me && snapshot.eqs & 1 == 1).then_some(snapshot)
-    }
-
-    fn passed(&self, snapshot: &Snapshot) -> bool {
-        snapshot.passed()
-    }
-}
-
-/// One grace period, start to end.
+/// One grace period, start to end: the flavour's [`flavor::Readers`] say
+/// when the readers it waits for are done; the pacing, forcing and stall
+/// reports are the same for both.
 fn grace_period() {
     GP.start();
     if BROKEN {
@@ -166,34 +143,26 @@ fn grace_period() {
         GP.end();
         return;
     }
-    let (cpus, mut holdouts) = {
-        let _here = PreemptGuard::new();
-        let cpus = KernelCpus { me: cpu::this_cpu() };
-        let holdouts = Holdouts::<Snapshot, MAX_CPUS>::take(&cpus);
-        (cpus, holdouts)
-    };
+    let mut readers = flavor::Readers::start();
     let started = uktime::now();
     let mut next_force = started + FORCE_AFTER;
     let mut next_stall = started + STALL_AFTER;
     let mut forced_now = false;
     let mut pause = Duration::from_micros(10);
     let mut scans = 0u32;
-    while holdouts.scan(&cpus) > 0 {
+    while !readers.done() {
         scans += 1;
         let now = uktime::now();
         // Somebody waits for this grace period expedited: force at once.
         let expedite = EXPEDITE.load(Ordering::SeqCst) > GP.seq();
         if (expedite && !forced_now) || now >= next_force {
-            for c in holdouts.cpus() {
-                if uksched::qs::force(c) {
-                    COUNTERS.forced.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            readers.force();
             forced_now = true;
             next_force = now + FORCE_AFTER;
         }
         if now >= next_stall {
-            report_stall(&holdouts, started.elapsed());
+            COUNTERS.stalls.fetch_add(1, Ordering::Relaxed);
+            readers.report_stall(gp::completed(GP.seq()) + 1, started.elapsed());
             next_stall = now + STALL_AFTER;
         }
         // The first rescans come right after a yield: a CPU that was about
@@ -207,37 +176,6 @@ fn grace_period() {
         }
     }
     GP.end();
-}
-
-/// Prints a stall report: the grace period and its holdouts here, and each
-/// holdout's running thread from that CPU itself (a cross-CPU call, which
-/// runs when the CPU next enables interrupts).
-fn report_stall<const N: usize>(holdouts: &Holdouts<Snapshot, N>, for_: Duration) {
-    COUNTERS.stalls.fetch_add(1, Ordering::Relaxed);
-    let n = gp::completed(GP.seq()) + 1;
-    let mut list = alloc::string::String::new();
-    for c in holdouts.cpus() {
-        use core::fmt::Write;
-        let _ = write!(list, " {c}");
-    }
-    ukconsole::println!(
-        "ukrcu: INFO: grace period {n} stalled for {} ms by CPU(s){list} (no quiescent state; uksched.policy = \"{}\")",
-        for_.as_millis(),
-        uksched::POLICY
-    );
-    for c in holdouts.cpus() {
-        let ms = for_.as_millis();
-        uksmp::run_on_nowait(c, move || {
-            let (id, name) = match uksched::try_current_id() {
-                Some(id) => (id, uksched::current().name().into()),
-                None => (0, alloc::string::String::from("?")),
-            };
-            ukconsole::println!(
-                "ukrcu: INFO: rcu_qsbr self-detected stall on CPU {}: thread `{name}` (id {id}) has run {ms} ms into grace period {n} without a quiescent state",
-                cpu::this_cpu()
-            );
-        });
-    }
 }
 
 /// Runs the callbacks whose grace period has ended, each CPU's in order.

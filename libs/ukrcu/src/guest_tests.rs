@@ -173,6 +173,12 @@ test_case!(grace_periods_leave_idle_cpus_asleep);
 /// under `preempt`: it is forced.
 fn a_spinning_cpu_is_forced_under_preempt() -> TestResult {
     uktest::require_cpus(2, "a spinning thread on another CPU")?;
+    if crate::flavor() != "qsbr" {
+        uktest::ut_skip!(
+            "ukrcu.flavor = \"{}\" waits for read sections, not for CPUs: a spinning CPU outside a section holds nothing up",
+            crate::flavor()
+        );
+    }
     let _here = OnCpu0::pin()?;
     if uksched::POLICY != "preempt" {
         uktest::ut_skip!(
@@ -323,3 +329,79 @@ fn a_thread_that_only_yields_passes_quiescent_states() -> TestResult {
     Ok(())
 }
 test_case!(a_thread_that_only_yields_passes_quiescent_states);
+
+/// `refcount`: an unlinked value that a reader holds is freed by the
+/// reader's guard when it drops, not before and not later; with no reader
+/// it is freed where the `Retired` drops, with no grace period.
+fn refcount_the_last_reference_frees() -> TestResult {
+    if crate::flavor() != "refcount" {
+        uktest::ut_skip!("qsbr frees after a grace period, not on the last reference");
+    }
+    let freed = Arc::new(AtomicBool::new(false));
+    let cell = RcuCell::new(Box::new(Tracked(Arc::clone(&freed))));
+    let guard = read_lock();
+    let seen = cell.load(&guard).map(|t| Arc::clone(&t.0));
+    let old = cell.replace(None).expect("a value");
+    ut_assert!(!old.grace_period_done(), "a reader holds it");
+    let gps = crate::grace_periods();
+    drop(old);
+    ut_assert!(!freed.load(Ordering::SeqCst), "freed under a reader");
+    ut_assert!(seen.is_some_and(|f| !f.load(Ordering::SeqCst)));
+    drop(guard);
+    ut_assert!(freed.load(Ordering::SeqCst), "not freed by the last reader's guard");
+    // No reader: freed at once, no grace period needed.
+    let freed = Arc::new(AtomicBool::new(false));
+    cell.store(Some(Box::new(Tracked(Arc::clone(&freed)))));
+    let old = cell.replace(None).expect("a value");
+    ut_assert!(old.grace_period_done());
+    drop(old);
+    ut_assert!(freed.load(Ordering::SeqCst), "not freed with no reader");
+    ut_assert_eq!(crate::grace_periods(), gps, "a grace period was used");
+    Ok(())
+}
+test_case!(refcount_the_last_reference_frees);
+
+/// `refcount`: a reader may sleep inside its section (on any CPU, and be
+/// preempted or moved meanwhile); what it loaded stays valid, and
+/// `synchronize` waits for it.
+fn refcount_readers_may_sleep() -> TestResult {
+    if crate::flavor() != "refcount" {
+        uktest::ut_skip!("qsbr readers must not sleep (debug builds report it)");
+    }
+    let freed = Arc::new(AtomicBool::new(false));
+    let cell = Arc::new(RcuCell::new(Box::new(Tracked(Arc::clone(&freed)))));
+    let inside = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (cell, inside) = (Arc::clone(&cell), Arc::clone(&inside));
+        uksched::Builder::new()
+            .name("rcu-sleeper")
+            .spawn(move || {
+                let guard = read_lock();
+                let seen = cell.load(&guard).map(|t| Arc::clone(&t.0));
+                inside.store(true, Ordering::SeqCst);
+                uksched::sleep(Duration::from_millis(30));
+                let freed_under_us = seen.is_some_and(|f| f.load(Ordering::SeqCst));
+                drop(guard);
+                freed_under_us
+            })
+            .or_fail()?
+    };
+    while !inside.load(Ordering::SeqCst) {
+        uksched::sleep(Duration::from_micros(100));
+    }
+    let old = cell.replace(None).expect("a value");
+    let start = uktime::now();
+    synchronize();
+    let waited = start.elapsed();
+    ut_assert!(!reader.join(), "freed under a sleeping reader");
+    ut_assert!(
+        waited >= Duration::from_millis(10),
+        "synchronize returned after {:?} under a sleeping reader",
+        waited
+    );
+    ut_assert!(old.grace_period_done());
+    drop(old);
+    ut_assert!(freed.load(Ordering::SeqCst));
+    Ok(())
+}
+test_case!(refcount_readers_may_sleep);
