@@ -909,6 +909,23 @@ fn run_gdb_check(built: &Built, timeout: Duration) -> Result<(qemu::RunResult, V
     Ok((result, problems))
 }
 
+/// The symbols of `app` built with `key=value` (an image of its own,
+/// named after the variant).
+fn variant_symbols(ws: &Workspace, app: &str, key: &str, value: &str) -> Result<Vec<String>> {
+    let resolved = ws.resolve(app, None, &[format!("{key}={value}")])?;
+    let img = image::build(
+        ws,
+        &resolved,
+        &BuildOptions { name: Some(format!("{app}-linking-{value}")), quiet: true, ..Default::default() },
+    )?;
+    elf_symbols(&std::fs::read(&img.path)?)
+}
+
+/// The `names` whose symbol (`symbol(name)`, a substring) is in `syms`.
+fn linked_names<'a>(syms: &[String], names: &[&'a str], symbol: impl Fn(&str) -> String) -> Vec<&'a str> {
+    names.iter().copied().filter(|n| syms.iter().any(|s| s.contains(&symbol(n)))).collect()
+}
+
 /// Symbol names of an ELF64 little-endian file (`.symtab`).
 pub fn elf_symbols(bytes: &[u8]) -> Result<Vec<String>> {
     let u16_at = |o: usize| -> Result<u16> {
@@ -999,13 +1016,7 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
     // apic.mode decides which register accessors are linked.
     let mut linked = Vec::new();
     for mode in ["x2apic", "xapic"] {
-        let resolved = ws.resolve("smp", None, &[format!("apic.mode={mode}")])?;
-        let img = image::build(
-            ws,
-            &resolved,
-            &BuildOptions { name: Some(format!("smp-linking-{mode}")), quiet: true, ..Default::default() },
-        )?;
-        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+        let syms = variant_symbols(ws, "smp", "apic.mode", mode)?;
         let has = |name: &str| syms.iter().any(|s| s.contains(name));
         linked.push((mode, has("x2apic_write"), has("xapic_write")));
     }
@@ -1019,20 +1030,11 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
     // selector links exactly one marker named after it (the tests app also
     // names every kind explicitly in ukspin's own tests, so all three
     // algorithms' code is present there).
+    let kinds = ["tas", "ticket", "mcs"];
     let mut markers = Vec::new();
-    for kind in ["tas", "ticket", "mcs"] {
-        let resolved = ws.resolve("tests", None, &[format!("ukspin.kind={kind}")])?;
-        let img = image::build(
-            ws,
-            &resolved,
-            &BuildOptions { name: Some(format!("tests-linking-{kind}")), quiet: true, ..Default::default() },
-        )?;
-        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
-        let linked: Vec<&str> = ["tas", "ticket", "mcs"]
-            .into_iter()
-            .filter(|k| syms.iter().any(|s| s.contains(&format!("ukspin_configured_kind_is_{k}"))))
-            .collect();
-        markers.push((kind, linked));
+    for kind in kinds {
+        let syms = variant_symbols(ws, "tests", "ukspin.kind", kind)?;
+        markers.push((kind, linked_names(&syms, &kinds, |k| format!("ukspin_configured_kind_is_{k}"))));
     }
     tally.add(
         "config: ukspin.kind=tas / ticket / mcs links that kind behind SpinLock",
@@ -1042,24 +1044,11 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
 
     // uksched.policy decides which policy's code is linked: each links
     // one marker named after it.
+    let policy_names = ["coop", "preempt"];
     let mut policies = Vec::new();
-    for policy in ["coop", "preempt"] {
-        let resolved = ws.resolve("sched", None, &[format!("uksched.policy={policy}")])?;
-        let img = image::build(
-            ws,
-            &resolved,
-            &BuildOptions {
-                name: Some(format!("sched-linking-{policy}")),
-                quiet: true,
-                ..Default::default()
-            },
-        )?;
-        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
-        let linked: Vec<&str> = ["coop", "preempt"]
-            .into_iter()
-            .filter(|p| syms.iter().any(|s| s.contains(&format!("uksched_policy_is_{p}"))))
-            .collect();
-        policies.push((policy, linked));
+    for policy in policy_names {
+        let syms = variant_symbols(ws, "sched", "uksched.policy", policy)?;
+        policies.push((policy, linked_names(&syms, &policy_names, |p| format!("uksched_policy_is_{p}"))));
     }
     tally.add(
         "config: uksched.policy=coop / preempt links only that policy's marker",
@@ -1068,26 +1057,14 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
     );
 
     // ukrcu.flavor decides which flavour's code is linked: its marker, and
-    // no function of the other flavour's module.
+    // no function of the other flavour's module (legacy mangling:
+    // `_ZN5ukrcu4qsbr...`, `_ZN5ukrcu8refcount...`).
     let flavors = ["qsbr", "refcount"];
     let mut linked_flavors = Vec::new();
     for flavor in flavors {
-        let resolved = ws.resolve("rcu", None, &[format!("ukrcu.flavor={flavor}")])?;
-        let img = image::build(
-            ws,
-            &resolved,
-            &BuildOptions { name: Some(format!("rcu-linking-{flavor}")), quiet: true, ..Default::default() },
-        )?;
-        let syms = elf_symbols(&std::fs::read(&img.path)?)?;
-        let markers: Vec<&str> = flavors
-            .into_iter()
-            .filter(|f| syms.iter().any(|s| s.contains(&format!("ukrcu_flavor_is_{f}"))))
-            .collect();
-        // Legacy mangling: `_ZN5ukrcu4qsbr...`, `_ZN5ukrcu8refcount...`.
-        let modules: Vec<&str> = flavors
-            .into_iter()
-            .filter(|f| syms.iter().any(|s| s.contains(&format!("5ukrcu{}{f}", f.len()))))
-            .collect();
+        let syms = variant_symbols(ws, "rcu", "ukrcu.flavor", flavor)?;
+        let markers = linked_names(&syms, &flavors, |f| format!("ukrcu_flavor_is_{f}"));
+        let modules = linked_names(&syms, &flavors, |f| format!("5ukrcu{}{f}", f.len()));
         linked_flavors.push((flavor, markers, modules));
     }
     tally.add(

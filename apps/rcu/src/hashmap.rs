@@ -330,25 +330,13 @@ mod tests {
         errors: u64,
     }
 
-    /// A small xorshift generator.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
     /// Looks keys up until told to stop. An error: a value under the wrong
     /// key, a poisoned value, a generation older than one this reader saw
     /// before for the same key (each key has one writer, whose generations
     /// only grow), or an anchor key not found.
     fn reader(map: &RcuHashMap<u64, Val>, stop: &AtomicBool, seed: u64) -> ReaderStats {
         let mut s = ReaderStats::default();
-        let mut rng = Rng(seed | 1);
+        let mut rng = uktest::Rng::new(seed);
         let mut newest = alloc::vec![0u64; KEYS as usize];
         while !stop.load(Ordering::Relaxed) {
             {
@@ -393,7 +381,7 @@ mod tests {
     /// One writer: random operations on its own keys, checked against its
     /// model (key -> generation). Returns the model, or what went wrong.
     fn writer(map: &RcuHashMap<u64, Val>, counts: &Arc<Counts>, w: u64) -> Result<Vec<Option<u64>>, Stop> {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w + 1));
+        let mut rng = uktest::Rng::new(0x9e37_79b9_7f4a_7c15 ^ (w + 1));
         let mut model: Vec<Option<u64>> =
             (0..KEYS).map(|k| (k % WRITERS == w && k.is_multiple_of(ANCHOR_EVERY)).then_some(1)).collect();
         for op in 2..OPS + 2 {

@@ -155,36 +155,9 @@ impl Options {
     }
 }
 
-/// A small xorshift64* generator, one per thread.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded from `seed` and the clock.
-    pub fn new(seed: u64) -> Rng {
-        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ uktime::now().as_nanos();
-        if x == 0 {
-            x = 0x2545_f491_4f6c_dd1d;
-        }
-        Rng(x)
-    }
-
-    /// The next number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number below `n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-
-    /// True one time in `n`, on average.
-    pub fn one_in(&mut self, n: u64) -> bool {
-        self.below(n) == 0
-    }
+/// The generator of one thread, seeded from `seed` and the clock.
+pub fn rng(seed: u64) -> uktest::Rng {
+    uktest::Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ uktime::now().as_nanos())
 }
 
 /// Spawns `f` as a thread named `name`, pinned to `cpu` if given.
@@ -264,7 +237,7 @@ const OTHER_THREADS: usize = 4;
 fn warm_up(threads: usize) {
     // ukrcu first: a thread of its own that it starts on first use must
     // exist while the stacks of the torture's threads are set up below.
-    let _ = torture::barrier_round(1, Duration::ZERO, &mut Rng::new(4000));
+    let _ = torture::barrier_round(1, Duration::ZERO, &mut rng(4000));
     // Two publications: the second one's old value is dropped at once
     // (which defers its free), the last one freed after a grace period.
     for _ in 0..2 {
@@ -401,7 +374,7 @@ pub fn main(args: &[&str]) -> i32 {
     }
     // Barrier tests on a quiet system, barrier() called after 0 to 3 ms:
     // at some of these it comes while the callbacks are being run.
-    let mut rng = Rng::new(5000);
+    let mut rng = rng(5000);
     for i in 0..20 {
         t.barrier_missed += torture::barrier_round(64, Duration::from_micros(i * 150), &mut rng);
         t.barrier_tests += 1;

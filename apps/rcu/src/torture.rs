@@ -1,14 +1,15 @@
 //! The torture threads: readers pinned to every CPU, one writer, fake
 //! writers and a barrier tester, all running until [`STOP`].
 
+use crate::Options;
 use crate::pool::{self, PIPE_LEN, POISON, PoolRef};
-use crate::{Options, Rng};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use ukrcu::{RcuCell, Retired};
 use uksched::CpuSet;
+use uktest::Rng;
 
 /// Buckets of the age histogram: ages 0 ..= `PIPE_LEN`, the last one
 /// holding every age >= `PIPE_LEN` (poison included).
@@ -88,7 +89,7 @@ fn read_delay(rng: &mut Rng, opts: &Options, stats: &mut ReaderStats) {
 /// A reader: read sections until [`STOP`], yielding outside them every
 /// few reads (the only way a CPU passes a quiescent state under `coop`).
 pub fn reader(opts: Options, seed: u64) -> ReaderStats {
-    let mut rng = Rng::new(seed);
+    let mut rng = crate::rng(seed);
     let mut s = ReaderStats::default();
     while !stopping() {
         {
@@ -199,7 +200,7 @@ fn advance(list: &mut Vec<Retired<PoolRef>>, rng: &mut Rng, s: &mut WriterStats)
 /// The writer: publishes a fresh element each round and retires the old
 /// one through each of ukrcu's four paths in turn.
 pub fn writer(seed: u64) -> WriterStats {
-    let mut rng = Rng::new(seed);
+    let mut rng = crate::rng(seed);
     let mut s = WriterStats::default();
     let mut list: Vec<Retired<PoolRef>> = Vec::with_capacity(pool::POOL_SIZE);
     while !stopping() {
@@ -250,7 +251,7 @@ pub fn writer(seed: u64) -> WriterStats {
 /// A fake writer: grace periods with nothing to free, normal or expedited,
 /// with short sleeps between; returns how many it waited for.
 pub fn fake_writer(seed: u64) -> u64 {
-    let mut rng = Rng::new(seed);
+    let mut rng = crate::rng(seed);
     let mut n = 0;
     while !stopping() {
         if rng.one_in(3) {
@@ -359,7 +360,7 @@ pub fn barrier_during_callback() -> u64 {
 /// The barrier tester: a barrier test every few milliseconds until
 /// [`STOP`]; returns (tests, callbacks that had not run).
 pub fn barrier_tester(seed: u64) -> (u64, u64) {
-    let mut rng = Rng::new(seed);
+    let mut rng = crate::rng(seed);
     let (mut rounds, mut missed) = (0, 0);
     while !stopping() {
         // Now and then wait first, so that barrier() may come while the

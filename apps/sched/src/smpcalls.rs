@@ -31,22 +31,6 @@ const DURATION: Duration = Duration::from_millis(300);
 /// The mover's pause between two affinity changes.
 const PACE: Duration = Duration::from_micros(50);
 
-/// A small xorshift generator: which CPU to call, which thread to move.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
-
 /// What one calling thread did.
 #[derive(Default)]
 struct Tally {
@@ -110,7 +94,7 @@ fn check_all(results: &[(usize, usize)], n: usize) -> Option<String> {
 /// non-waiting ones, until `stop`.
 fn caller(seed: u64, stop: &AtomicBool, nowait: &Arc<NowaitCounts>) -> Tally {
     let n = cpus();
-    let mut rng = Rng::new(seed);
+    let mut rng = uktest::Rng::new(seed);
     let mut t = Tally::default();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -125,7 +109,7 @@ fn caller(seed: u64, stop: &AtomicBool, nowait: &Arc<NowaitCounts>) -> Tally {
             }
             5 | 6 => {
                 t.one += 1;
-                let target = rng.below(n);
+                let target = rng.below(n as u64) as usize;
                 let ran = uksmp::run_on(target, this_cpu);
                 t.one_wrong += u64::from(ran != target);
                 (ran != target).then(|| format!("run_on({target}) ran on CPU {ran}"))
@@ -137,7 +121,7 @@ fn caller(seed: u64, stop: &AtomicBool, nowait: &Arc<NowaitCounts>) -> Tally {
                     nowait.issued.fetch_add(n as u64, Ordering::Relaxed);
                     uksmp::run_on_all_nowait(move |cpu| c.record(cpu));
                 } else {
-                    let target = rng.below(n);
+                    let target = rng.below(n as u64) as usize;
                     nowait.issued.fetch_add(1, Ordering::Relaxed);
                     uksmp::run_on_nowait(target, move || c.record(target));
                 }
@@ -185,14 +169,14 @@ fn calls_run_where_asked_while_threads_migrate() -> TestResult {
     // no call IPI while it loops.)
     let threads: Vec<uksched::Thread> = handles.iter().map(|h| h.thread().clone()).collect();
     let mover = spawn_on("mover", None, move || {
-        let mut rng = Rng::new(seed.rotate_left(17));
+        let mut rng = uktest::Rng::new(seed.rotate_left(17));
         let mut moves = 0u64;
         let deadline = uktime::now() + DURATION;
         while uktime::now() < deadline {
             let here = this_cpu();
-            let there = (here + 1 + rng.below(n - 1)) % n;
+            let there = (here + 1 + rng.below(n as u64 - 1) as usize) % n;
             let running = uksmp::run_on(there, uksched::current_id);
-            let first = rng.below(callers);
+            let first = rng.below(callers as u64) as usize;
             let queued_here = (0..callers).map(|i| &threads[(first + i) % callers]).find(|t| t.cpu() == here);
             let pair = [(threads.iter().find(|t| t.id() == running), here), (queued_here, there)];
             for (thread, to) in pair {

@@ -1024,18 +1024,6 @@ mod tests {
     }
     test_case!(list_removed_node_keeps_its_next);
 
-    /// A small xorshift generator.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
     /// Sets its flag when dropped.
     struct StopOnDrop(Arc<AtomicBool>);
 
@@ -1125,7 +1113,7 @@ mod tests {
             );
         }
 
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut rng = uktest::Rng::new(0x2545_f491_4f6c_dd1d);
         let mut held = Vec::new();
         let (mut inserts, mut removes, mut replaces) = (0u64, 0u64, 0u64);
         for op in 1..=OPS {

@@ -95,11 +95,13 @@
 //! init table.
 #![cfg_attr(not(test), no_std)]
 
+mod rng;
 mod runner;
 mod stop;
 
 #[doc(hidden)]
 pub use linkme;
+pub use rng::Rng;
 pub use runner::{Options, Summary, run, selects};
 pub use stop::{MESSAGE_CAPACITY, Message, OrFail, Stop, StopKind};
 
