@@ -192,6 +192,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         let _ = write!(out, " at {}:{}:{}", location.file(), location.line(), location.column());
     }
     let _ = writeln!(out, ": {}", info.message());
+    // The libraries' lines (the running thread).
+    let context = ukplat::fault::FaultInfo {
+        vector: ukplat::fault::PANIC,
+        cpu: ukplat::cpu::try_this_cpu(),
+        ..ukplat::fault::FaultInfo::default()
+    };
+    ukplat::fault::explain(&context, &mut out);
     ukplat::exit::exit(ukplat::exit::PANIC)
 }
 

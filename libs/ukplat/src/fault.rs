@@ -5,10 +5,10 @@
 //! registers, CR2); only a library knows what an address *means*. A library
 //! that owns part of the address space registers an [`Explainer`] with
 //! [`register_explainer`]; the platform calls [`explain`] after the register
-//! dump of a fatal page fault (#PF, vector 14) or double fault (#DF, vector
-//! 8), and each explainer that recognises the fault writes its lines. `ukvmem`
-//! recognises accesses to the guard page below a thread stack (`stack
-//! overflow: ...`); a scheduler can name the thread that owns the stack.
+//! dump of every fatal exception, and each explainer that recognises the
+//! fault writes its lines. `ukvmem` recognises accesses to the guard page
+//! below a thread stack (`stack overflow: ...`); the scheduler names the
+//! thread that was running (and, on a stack overflow, the stack's owner).
 //!
 //! Explainers run in the fatal-exception path: interrupts are disabled, the
 //! machine is about to exit, and on a double fault the CPU is on its small
@@ -46,12 +46,16 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 pub const PAGE_FAULT: u8 = 14;
 /// Vector of the double fault (#DF).
 pub const DOUBLE_FAULT: u8 = 8;
+/// Not a CPU vector: the [`FaultInfo::vector`] of a Rust panic, whose report
+/// the panic handler also hands to the explainers (with the other fields
+/// 0, except `cpu`), so that they can name the running thread.
+pub const PANIC: u8 = u8::MAX;
 
 /// What the platform knows about a fatal exception, as handed to explainers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultInfo {
-    /// The exception vector: [`PAGE_FAULT`] or [`DOUBLE_FAULT`] (the only
-    /// ones the platform explains today).
+    /// The exception vector (for example [`PAGE_FAULT`] or
+    /// [`DOUBLE_FAULT`]).
     pub vector: u8,
     /// The error code the CPU pushed (0 for a #DF; for a #PF bit 0 = the
     /// page was present, bit 1 = write, bit 4 = instruction fetch).
@@ -68,7 +72,7 @@ pub struct FaultInfo {
     /// failed, when that is why the #DF happened — as on a stack overflow:
     /// the CPU cannot push the #PF frame onto an unmapped guard page, so it
     /// raises #DF on its IST stack with CR2 pointing into the guard page.
-    /// Otherwise stale.
+    /// 0 for the other vectors (the platform does not read CR2 for them).
     pub cr2: u64,
     /// The faulting CPU's index, or `None` when the fault came before its
     /// per-CPU header existed.

@@ -1,5 +1,6 @@
-//! Stack overflows in fault reports: names the thread whose guard page was
-//! hit.
+//! The running thread in fault reports: every fatal exception and every
+//! panic names the thread it interrupted, and a stack overflow names the thread whose guard
+//! page was hit.
 
 use crate::sched::current_ptr_unguarded;
 use core::fmt::Write;
@@ -12,8 +13,9 @@ pub(crate) fn install() {
     }
 }
 
-/// For a #PF or #DF whose address (CR2) or stack pointer lies in the
-/// running thread's guard page: one line naming the thread.
+/// One line naming the thread that was running on the faulting CPU; for a
+/// fault whose address (CR2) or stack pointer lies in that thread's guard
+/// page, the line says so. Nothing before the scheduler runs a thread.
 fn explain(info: &FaultInfo, out: &mut dyn Write) -> bool {
     let me = current_ptr_unguarded();
     if me.is_null() {
@@ -23,28 +25,29 @@ fn explain(info: &FaultInfo, out: &mut dyn Write) -> bool {
     // report stops the machine before anything frees it).
     let me = unsafe { &*me };
     // The fault may have interrupted the lock's holder: do not wait.
-    let Some(locked) = me.stack.try_lock() else { return false };
-    let Some(stack) = locked.as_ref() else { return false };
-    let guard_page = stack.guard();
-    let ours = stack.range();
-    // ukvmem recognises the whole unmapped part of the stack's slot, so a
-    // frame that jumped past the guard page is caught too.
-    let hit =
-        [info.cr2, info.rsp].into_iter().find(|&a| ukvmem::guard_page_at(a as usize) == Some(ours.clone()));
-    let Some(addr) = hit else { return false };
-    let _ = writeln!(
-        out,
-        "STACK OVERFLOW in thread `{}` (id {}): {addr:#x} is {} its {} KiB stack {:#x}..{:#x}",
-        me.name,
-        me.id,
-        if guard_page.contains(&(addr as usize)) {
+    let overflow = me.stack.try_lock().and_then(|locked| {
+        let stack = locked.as_ref()?;
+        let guard_page = stack.guard();
+        let ours = stack.range();
+        // ukvmem recognises the whole unmapped part of the stack's slot, so
+        // a frame that jumped past the guard page is caught too.
+        let addr = [info.cr2, info.rsp]
+            .into_iter()
+            .find(|&a| a != 0 && ukvmem::guard_page_at(a as usize) == Some(ours.clone()))?;
+        let place = if guard_page.contains(&(addr as usize)) {
             "in the guard page below"
         } else {
             "below the guard page of"
-        },
-        stack.size() / 1024,
-        stack.bottom(),
-        stack.top()
-    );
+        };
+        Some((addr, place, stack.size() / 1024, stack.bottom(), stack.top()))
+    });
+    let _ = match overflow {
+        Some((addr, place, kib, bottom, top)) => writeln!(
+            out,
+            "STACK OVERFLOW in thread `{}` (id {}): {addr:#x} is {place} its {kib} KiB stack {bottom:#x}..{top:#x}",
+            me.name, me.id,
+        ),
+        None => writeln!(out, "in thread `{}` (id {})", me.name, me.id),
+    };
     true
 }

@@ -182,26 +182,50 @@ pub(crate) mod hw {
         plausible(Source::Kvmclock, pvclock_hz(mul, shift))
     }
 
-    /// Counts TSC cycles while `ticks_elapsed` (fed successive counter
-    /// readings) reaches `target` reference ticks; returns (cycles, ticks).
+    /// Counts TSC cycles while `elapsed` (fed successive counter readings)
+    /// adds up to `target` reference ticks; returns (cycles, ticks).
+    ///
+    /// Each reading is bracketed by two TSC reads and stamped with their
+    /// midpoint, which is exact to half the bracket. A host that
+    /// deschedules the vCPU inside a bracket (TCG, an overcommitted host)
+    /// widens it by the time it was away, and a millisecond lost at either
+    /// end skews a 10 ms count by 10 %. So each end of the interval is the
+    /// narrowest of [`END_READINGS`] consecutive readings; what happens in
+    /// the middle does not matter, as long as the counter does not wrap
+    /// unseen.
     fn count(mut read: impl FnMut() -> u32, elapsed: impl Fn(u32, u32) -> u32, target: u64) -> (u64, u64) {
-        let stamp = |read: &mut dyn FnMut() -> u32| {
+        // (midpoint, bracket width, reference ticks since the first reading)
+        let mut last = 0;
+        let mut ticks = 0u64;
+        let mut stamp = |first: bool| {
             let before = ukarch::tsc::read_ordered();
             let value = read();
             let after = ukarch::tsc::read_ordered();
-            (before / 2 + after / 2, value)
-        };
-        let (tsc0, mut last) = stamp(&mut read);
-        let mut ticks = 0u64;
-        let mut tsc1 = tsc0;
-        while ticks < target {
-            let (tsc, value) = stamp(&mut read);
-            ticks += u64::from(elapsed(last, value));
+            if !first {
+                ticks += u64::from(elapsed(last, value));
+            }
             last = value;
-            tsc1 = tsc;
+            (before / 2 + after / 2, after - before, ticks)
+        };
+        let narrowest = |a: (u64, u64, u64), b: (u64, u64, u64)| if b.1 < a.1 { b } else { a };
+        let mut start = stamp(true);
+        for _ in 1..END_READINGS {
+            start = narrowest(start, stamp(false));
         }
-        (tsc1 - tsc0, ticks)
+        let mut now = start;
+        while now.2 - start.2 < target {
+            now = stamp(false);
+        }
+        let mut end = now;
+        for _ in 1..END_READINGS {
+            end = narrowest(end, stamp(false));
+        }
+        (end.0 - start.0, end.2 - start.2)
     }
+
+    /// Readings at each end of a count, of which the narrowest bracket is
+    /// kept.
+    const END_READINGS: usize = 8;
 
     /// The TSC rate counted against the ACPI PM timer for `ms`.
     pub fn pm_timer(timer: Option<ukplat::PmTimer>, ms: u64) -> Result<u64, CalibrationError> {

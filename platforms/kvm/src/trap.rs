@@ -275,12 +275,10 @@ fn fatal(frame: &TrapFrame) -> ! {
                 None => (usize::MAX, ukarch::cpu::apic_id()),
             };
             let _ = write_report(&mut ukplat::console::Writer, frame, cpu, apic_id, &regs);
-            if reads_cr2(vector) {
-                // Libraries that know what the address means (a guard page,
-                // a thread's stack) add their lines.
-                let info = fault_info(frame, cr2, ukplat::cpu::try_this_cpu());
-                ukplat::fault::explain(&info, &mut ukplat::console::Writer);
-            }
+            // Libraries add what only they know: which thread was running,
+            // whether an address is a guard page.
+            let info = fault_info(frame, cr2, ukplat::cpu::try_this_cpu());
+            ukplat::fault::explain(&info, &mut ukplat::console::Writer);
             let mut frames = [0u64; MAX_BACKTRACE];
             // SAFETY: `read_stack_word` is only called on addresses that
             // `walk_frame_pointers` checked to be aligned and inside the
