@@ -8,10 +8,15 @@
 //!   [`current`], [`Thread::set_affinity`] (migration).
 //! * **Wait queues** ([`WaitQueue`]): wait for a condition, with a timeout or
 //!   deadline, wake one, some or all — safe against lost wake-ups on any
-//!   number of CPUs. The thread state word behind them is model-checked
-//!   with loom inside hand-written models of the queue, the scheduler and
-//!   the timer (see *What loom checks* below). The sleeping locks of
-//!   `uklock` are built on them.
+//!   number of CPUs. For futexes: waiters with a key and a bitset, a check
+//!   under the queue's lock before sleeping ([`WaitQueue::wait_if`]), wake
+//!   by predicate, requeue between two queues locked together
+//!   ([`WaitQueue::pair`]), and waiting on several queues at once
+//!   ([`wait_any`]); timeouts, wake-ups and requeues may race in any way
+//!   ([`waitq`]: each waiter knows which queue holds it). The state word
+//!   and the queue core are model-checked with loom (see *What loom
+//!   checks* below). The sleeping locks of `uklock` and `posix-futex` are
+//!   built on them.
 //! * **Preemption control** ([`preempt`]): nestable, per CPU.
 //! * **Quiescent states** ([`qs`]) for RCU: every pass through the
 //!   scheduler counts one (a per-CPU counter increment), idle is an extended
@@ -111,34 +116,36 @@
 //! ## What loom checks
 //!
 //! `tests/loom.rs` (`RUSTFLAGS="--cfg loom" cargo test -p uksched --release
-//! --test loom`) runs three models and a negative control under every
+//! --test loom`) runs six models and two negative controls under every
 //! interleaving up to a bound of preemptions (`LOOM_MAX_PREEMPTIONS`, 3 by
 //! default) and every value the memory model allows the atomics' orderings
-//! to return. Of this crate's code, only [`state`] is in them — the real
-//! [`state::StateWord`] (`begin_wait`, `block`, `wake`, `end_wait`,
-//! `set_running`) with loom's atomics in place of `core`'s; `cfg(loom)`
-//! builds of the crate contain nothing else. Everything around it is a
-//! hand-written stand-in that transcribes the real code step by step but is
-//! not compiled from it:
+//! to return. Of this crate's code, [`state`] and [`waitq`] are in them —
+//! the real [`state::StateWord`] and the real wait-queue core (waiter
+//! nodes that know their queue, wake by predicate, requeue between two
+//! queues, a waiter's own `dequeue`), with loom's atomics and mutex in
+//! place of `core`'s and `ukspin`'s; `cfg(loom)` builds of the crate
+//! contain nothing else. Around them, hand-written stand-ins transcribe
+//! the rest step by step:
 //!
 //! | real code | stand-in in the models |
 //! |---|---|
-//! | `WaitQueue`'s intrusive list under a `SpinLockIrq` | a loom `Mutex<Vec<(thread, wait sequence)>>` |
-//! | `WaitQueue::round` (queue, check, sleep, dequeue, `end_wait`) and `wake_one` | the same steps re-written in the test (`waiter`, `timed_waiter`, `pop` + wake) |
+//! | `WaitQueue::round`, `wait_if`, `wake_one` (in `wait.rs`: begin the wait and queue under the lock, check, sleep, dequeue, `end_wait`) | the same steps re-written in the test (`push`, `waiter`, `timed_waiter`, `futex_waiter`, `pop` + wake) |
 //! | `sched::schedule` / `sched::wake`, run queues, CPUs, IPIs | `block`, then spinning until a waker's `Wake::Enqueue` bumped a counter, then `set_running` |
 //! | the per-CPU sleep timers (`add_timer`, `on_timer`, `cancel_timer`) | one armed slot and a thread that takes it |
 //!
-//! Not modelled at all: preemption control and interrupts, more than one
-//! waiter per queue, `wake_all`/`wake_n`, yields and preemption
-//! (`set_queued`), migration and work stealing, exit and `join`. So loom
-//! shows that the state word's transitions, used as the stand-ins use
-//! them, lose no wake-up, enqueue a thread at most once and never let a
-//! stale wake-up end a later wait; whether `wait.rs` and `sched.rs` use
-//! them that way is checked by reading them against the models (keep the
-//! two in step) and by the in-guest tests, not by loom.
+//! Not modelled: preemption control and interrupts, several waiters on one
+//! queue (except two requeues in opposite directions), `wait_any`, yields
+//! and preemption (`set_queued`), migration and work stealing, exit and
+//! `join`. So loom shows that the state word and the queue core, used as
+//! the stand-ins use them, lose no wake-up (also with the futex value
+//! check under the lock), enqueue a thread at most once, never let a stale
+//! wake-up end a later wait, and leave no node on any queue however a
+//! requeue, a timeout and a wake-up interleave; whether `wait.rs` and
+//! `sched.rs` use them that way is checked by reading them against the
+//! models and by the in-guest tests.
 #![cfg_attr(not(test), no_std)]
 // `cfg(loom)` builds (the model checks in `tests/loom.rs`) contain the
-// state word alone: everything else needs the guest's spinlocks, per-CPU
+// state word and the wait-queue core alone: everything else needs the guest's spinlocks, per-CPU
 // data and stacks, which are not built for loom (the models stand in for
 // them; see "What loom checks" above).
 
@@ -170,10 +177,14 @@ mod thread;
 mod tls;
 #[cfg(not(loom))]
 mod wait;
+pub mod waitq;
 
 #[cfg(not(loom))]
 #[cfg(feature = "uktest")]
 mod guest_tests;
+#[cfg(not(loom))]
+#[cfg(feature = "uktest")]
+mod wait_tests;
 
 #[cfg(not(loom))]
 pub use cpuset::CpuSet;
@@ -187,7 +198,7 @@ pub use tls::LocalKey;
 #[cfg(not(loom))]
 pub use uktime::Instant;
 #[cfg(not(loom))]
-pub use wait::{WaitQueue, WaitResult};
+pub use wait::{AnyEntry, AnyOutcome, MATCH_ANY, QueuePair, WaitOutcome, WaitQueue, WaitResult, wait_any};
 
 #[cfg(not(loom))]
 use core::sync::atomic::Ordering;

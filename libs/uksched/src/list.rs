@@ -1,8 +1,9 @@
 //! Intrusive lists of threads: run queues, wait queues, sleep timers.
 //!
-//! A thread is on at most one run queue, at most one wait queue and at most
-//! one CPU's timer list at a time, so each of those lists threads through
-//! a [`Link`] inside the thread itself. Nothing is allocated to queue or
+//! A thread is on at most one run queue and at most one CPU's timer list at
+//! a time, so each of those lists threads through a [`Link`] inside the
+//! thread itself. (Wait queues link nodes on the waiters' stacks instead:
+//! see `waitq.rs`.) Nothing is allocated to queue or
 //! wake a thread — which matters because the timer interrupt wakes
 //! sleepers, and an interrupt handler must not enter the heap allocator
 //! (the interrupted code may hold its lock).
@@ -21,8 +22,6 @@ use core::ptr;
 pub(crate) enum Which {
     /// A CPU's run queue.
     Run,
-    /// A wait queue.
-    Wait,
     /// A CPU's sleep timers.
     Timer,
 }
@@ -44,7 +43,6 @@ impl Link {
 fn link(t: &ThreadInner, which: Which) -> &Link {
     match which {
         Which::Run => &t.run_link,
-        Which::Wait => &t.wait_link,
         Which::Timer => &t.timer_link,
     }
 }

@@ -55,10 +55,7 @@ pub(crate) struct ThreadInner {
     /// is no longer in use): what `join` waits for.
     pub(crate) finished: AtomicBool,
     pub(crate) run_link: Link,
-    pub(crate) wait_link: Link,
     pub(crate) timer_link: Link,
-    /// Wait sequence number of the entry on the wait queue (under its lock).
-    pub(crate) wait_seq: Cell<u64>,
     /// Deadline (ns) and wait sequence number of the timer entry (under
     /// that CPU's run-queue lock).
     pub(crate) timer_deadline: Cell<u64>,
@@ -111,9 +108,7 @@ impl ThreadInner {
             joiners: WaitQueue::new(),
             finished: AtomicBool::new(false),
             run_link: Link::new(),
-            wait_link: Link::new(),
             timer_link: Link::new(),
-            wait_seq: Cell::new(0),
             timer_deadline: Cell::new(u64::MAX),
             timer_seq: Cell::new(0),
             fpu: UnsafeCell::new(None),

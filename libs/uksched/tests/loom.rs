@@ -5,20 +5,18 @@
 //!     cargo test -p uksched --release --test loom
 //! ```
 //!
-//! **Real code and stand-ins.** Of uksched, the models run only
-//! `src/state.rs`: the real [`StateWord`] (`begin_wait`, `block`, `wake`,
-//! `end_wait`, `set_running`, `state`, `load`), whose atomics are loom's
-//! under `cfg(loom)` — a `cfg(loom)` build of the crate contains nothing
-//! else. Everything else below is written here by hand, following
-//! `src/wait.rs` and `src/sched.rs` step by step but not compiled from
-//! them, so a change there is only checked once it is copied here:
+//! **Real code and stand-ins.** Of uksched, the models run `src/state.rs`
+//! and `src/waitq.rs`: the real [`StateWord`] (`begin_wait`, `block`,
+//! `wake`, `end_wait`, `set_running`) and the real wait-queue core
+//! (`Queue`, `Waiter`: `push`, `wake`, `lock_pair`, `requeue`, `dequeue`,
+//! `Drop`), whose atomics and lock are loom's under `cfg(loom)` — a
+//! `cfg(loom)` build of the crate contains nothing else. Written here by
+//! hand, following `src/wait.rs` and `src/sched.rs` step by step:
 //!
-//! * the **wait queue**: a loom `Mutex` around a `Vec` of (thread, wait
-//!   sequence) entries, standing in for `WaitQueue`'s intrusive list under
-//!   a `SpinLockIrq`; `waiter` and `timed_waiter` re-write
-//!   `WaitQueue::round` (queue and `begin_wait` under the lock, check,
-//!   sleep, dequeue, `end_wait`), `pop` + `Thread::wake` re-write
-//!   `wake_one`;
+//! * the **wait-queue wrapper**: `push` (`begin_wait` and queueing under the
+//!   lock), `pop` (wake one, woken after the lock is released), and the
+//!   waiters' sequences (`waiter`, `timed_waiter`, `futex_waiter`), which
+//!   re-write `WaitQueue::round` and `wait_if`;
 //! * the **scheduler**: the waiter's `schedule()` is `block()`; when it
 //!   succeeds the thread "switches out" and spins (with loom's
 //!   `yield_now`) until some waker's `wake` returned `Enqueue` and put it on
@@ -29,8 +27,8 @@
 //!   wakes, and the waiter cancels when it runs again, standing in for
 //!   `sched::add_timer` / `on_timer` / `cancel_timer`.
 //!
-//! Not modelled at all: preemption control and interrupts, several waiters
-//! on one queue, `wake_all` / `wake_n`, yields (`set_queued`), exit and
+//! Not modelled: preemption control and interrupts, more than one waiter
+//! per queue except in model 6, `wait_any`, yields (`set_queued`), exit and
 //! `join`.
 //!
 //! loom runs each model under every interleaving up to a bound of
@@ -49,18 +47,32 @@
 //!    ends it, and "timed out" / "woken" agrees with who took it off the
 //!    queue;
 //! 3. a late wake-up carrying an old wait's sequence number never ends,
-//!    nor enqueues, a later wait.
+//!    nor enqueues, a later wait;
+//! 4. the futex protocol (`wait_if`): a word checked under the queue's lock
+//!    against a store-then-wake: no lost wake-up;
+//! 5. a requeue (to another queue, or within one) racing the waiter's
+//!    timeout and a wake-up on the target queue: exactly one of the waker
+//!    and the waiter takes the node off, and no queue keeps it;
+//! 6. two requeues in opposite directions at once: no deadlock (the pair
+//!    is locked lower address first), no waiter lost.
 //!
-//! Plus a negative control — the waiter of model 1 checking its condition
-//! *before* it queues itself must lose a wake-up, and does — and model 3
-//! with the late wake-up racing the end of its own wait.
+//! Plus negative controls: the waiter of model 1 checking its condition
+//! *before* it queues itself, and the waiter of model 4 reading the word
+//! before taking the lock, must lose a wake-up, and do; and model 3 with
+//! the late wake-up racing the end of its own wait. (A `dequeue` that
+//! trusts the queue it read without re-reading it under that queue's lock
+//! fails model 5; that was checked by editing `waitq.rs`, not by a
+//! committed test.)
 #![cfg(loom)]
 
+use core::cell::Cell;
+use core::pin::{Pin, pin};
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use uksched::state::{BLOCKED, QUEUED, RUNNING, StateWord, Wake};
+use uksched::waitq::{self, MATCH_ANY};
 
 /// A model builder bounded to `LOOM_MAX_PREEMPTIONS`, or 3.
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -70,9 +82,6 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     }
     builder.check(f);
 }
-
-/// The waiting thread's id in the queue models.
-const WAITER: usize = 1;
 
 /// One thread as the scheduler sees it.
 struct Thread {
@@ -124,25 +133,40 @@ impl Thread {
     }
 }
 
-/// A wait queue: (thread, wait sequence) entries.
-type Queue = Mutex<Vec<(usize, u64)>>;
+/// The real wait-queue core (`src/waitq.rs`), with a token holding the
+/// wait sequence number, as `WaitQueue`'s does.
+type Queue = waitq::Queue<Seq>;
+type Node = waitq::Waiter<Seq>;
 
-fn remove(q: &Queue, who: usize) -> bool {
-    let mut q = q.lock().unwrap();
-    match q.iter().position(|&(t, _)| t == who) {
-        Some(i) => {
-            q.remove(i);
-            true
-        }
-        None => false,
-    }
+/// The wait sequence number a waker is handed.
+struct Seq(Cell<u64>);
+
+// SAFETY: written before the node is queued, read by wakers under the
+// queue's lock (as `wait.rs`'s `Wakee::seq`).
+unsafe impl Sync for Seq {}
+
+fn node() -> Node {
+    Node::new(Seq(Cell::new(0)), 0, MATCH_ANY)
 }
 
-/// `wake_one`'s first half: take the longest waiter off the queue (it
-/// wakes it after releasing the queue lock, as `WaitQueue::wake_one` does).
-fn pop(q: &Queue) -> Option<(usize, u64)> {
-    let mut q = q.lock().unwrap();
-    if q.is_empty() { None } else { Some(q.remove(0)) }
+/// `WaitQueue::round`'s first step: under the queue's lock, begin the wait
+/// and queue the node with its sequence number.
+fn push(q: &Queue, node: Pin<&Node>, t: &Thread) -> u64 {
+    let mut q = q.lock();
+    let seq = t.state.begin_wait();
+    node.token().0.set(seq);
+    // SAFETY: the queue (in the model's shared state) outlives the node,
+    // which is off every queue before the waiter returns.
+    unsafe { q.push(node) };
+    seq
+}
+
+/// `wake_one`'s first half: take the longest waiter off the queue (it is
+/// woken after the lock is released, as `WaitQueue`'s wake batch does).
+fn pop(q: &Queue) -> Option<u64> {
+    let mut seq = None;
+    q.lock().wake(1, |_, _| true, |t| seq = Some(t.0.get()));
+    seq
 }
 
 /// Data the waker writes before waking: the woken waiter reads it as soon
@@ -167,7 +191,7 @@ struct WaitShared {
 fn wait_shared() -> Arc<WaitShared> {
     Arc::new(WaitShared {
         t: Thread::new(),
-        queue: Mutex::new(Vec::new()),
+        queue: Queue::new(),
         cond: AtomicBool::new(false),
         message: Message(UnsafeCell::new(0)),
         wakers_done: AtomicUsize::new(0),
@@ -180,16 +204,12 @@ fn wait_shared() -> Arc<WaitShared> {
 fn waiter(s: &WaitShared, check_first: bool) -> bool {
     let mut slept = false;
     while !s.cond.load(Ordering::Acquire) {
-        let seq = {
-            let mut q = s.queue.lock().unwrap();
-            let seq = s.t.state.begin_wait();
-            q.push((WAITER, seq));
-            seq
-        };
+        let node = pin!(node());
+        let seq = push(&s.queue, node.as_ref(), &s.t);
         assert_eq!(s.t.state.load() >> 8, seq);
         if !check_first && s.cond.load(Ordering::Acquire) {
             // Satisfied after queueing: no sleep.
-            remove(&s.queue, WAITER);
+            node.as_ref().dequeue();
             s.t.state.end_wait();
             break;
         }
@@ -201,7 +221,7 @@ fn waiter(s: &WaitShared, check_first: bool) -> bool {
         // the waker's write.
         let m = s.message.0.with(|m| unsafe { *m });
         assert_eq!(m, 1, "woken without the waker's message");
-        let still_queued = remove(&s.queue, WAITER);
+        let still_queued = node.as_ref().dequeue();
         s.t.state.end_wait();
         assert!(!still_queued, "ran again while still on the queue, with no timeout");
     }
@@ -210,8 +230,7 @@ fn waiter(s: &WaitShared, check_first: bool) -> bool {
 
 fn waker(s: &WaitShared) {
     s.cond.store(true, Ordering::Release);
-    if let Some((who, seq)) = pop(&s.queue) {
-        assert_eq!(who, WAITER);
+    if let Some(seq) = pop(&s.queue) {
         // SAFETY: only this thread writes, before the wake-up that
         // publishes it.
         s.message.0.with_mut(|m| unsafe { *m = 1 });
@@ -235,7 +254,7 @@ fn waiter_against_waker(check_first: bool) {
         let enqueued = s.t.enqueued.load(Ordering::Relaxed);
         assert!(enqueued <= 1, "enqueued {enqueued} times");
         assert_eq!(enqueued, usize::from(slept), "enqueued without sleeping, or woke unenqueued");
-        assert!(s.queue.lock().unwrap().is_empty(), "left on the queue");
+        assert!(s.queue.is_empty(), "left on the queue");
     });
 }
 
@@ -276,16 +295,12 @@ struct TimedShared {
 /// (timed out) or not (woken), takes itself off, ends the wait and cancels
 /// the timer (`src/wait.rs`, `round`). Returns (timed out, slept).
 fn timed_waiter(s: &TimedShared) -> (bool, bool) {
-    let seq = {
-        let mut q = s.queue.lock().unwrap();
-        let seq = s.t.state.begin_wait();
-        q.push((WAITER, seq));
-        seq
-    };
+    let node = pin!(node());
+    let seq = push(&s.queue, node.as_ref(), &s.t);
     // No condition to check: `before_sleep` says sleep.
     *s.timer.lock().unwrap() = Some(seq);
     let slept = s.t.schedule(&s.wakers_done, 2);
-    let still_queued = remove(&s.queue, WAITER);
+    let still_queued = node.as_ref().dequeue();
     s.t.state.end_wait();
     s.timer.lock().unwrap().take();
     s.waiter_done.store(true, Ordering::Release);
@@ -296,7 +311,7 @@ fn timed_model() {
     model(|| {
         let s = Arc::new(TimedShared {
             t: Thread::new(),
-            queue: Mutex::new(Vec::new()),
+            queue: Queue::new(),
             timer: Mutex::new(None),
             popped: AtomicBool::new(false),
             wakers_done: AtomicUsize::new(0),
@@ -324,7 +339,7 @@ fn timed_model() {
         // `wake_one` on the queue.
         let sw = s.clone();
         let queue_waker = thread::spawn(move || {
-            if let Some((_, seq)) = pop(&sw.queue) {
+            if let Some(seq) = pop(&sw.queue) {
                 sw.popped.store(true, Ordering::Relaxed);
                 sw.t.wake(seq);
             }
@@ -345,7 +360,7 @@ fn timed_model() {
         if timed_out {
             assert!(s.timer_woke.load(Ordering::Relaxed), "timed out, but the timer did not wake it");
         }
-        assert!(s.queue.lock().unwrap().is_empty());
+        assert!(s.queue.is_empty());
         assert!(s.timer.lock().unwrap().is_none(), "the timer was left armed");
     });
 }
@@ -383,24 +398,20 @@ fn stale_model(race_the_end: bool) {
     model(move || {
         let s = Arc::new(StaleShared {
             t: Thread::new(),
-            first: Mutex::new(Vec::new()),
-            second: Mutex::new(Vec::new()),
+            first: Queue::new(),
+            second: Queue::new(),
             first_over: AtomicBool::new(false),
             cond2: AtomicBool::new(false),
             second_waker_woke: AtomicBool::new(false),
             wakers_done: AtomicUsize::new(0),
             stale_result: Mutex::new(None),
         });
-        let seq1 = {
-            let mut q = s.first.lock().unwrap();
-            let seq = s.t.state.begin_wait();
-            q.push((WAITER, seq));
-            seq
-        };
+        let node1 = pin!(node());
+        let seq1 = push(&s.first, node1.as_ref(), &s.t);
         // The first wait's waker pops wait 1 (at any time) and wakes it.
         let s1 = s.clone();
         let stale_waker = thread::spawn(move || {
-            if let Some((_, seq)) = pop(&s1.first) {
+            if let Some(seq) = pop(&s1.first) {
                 while !race_the_end && !s1.first_over.load(Ordering::Acquire) {
                     thread::yield_now();
                 }
@@ -412,7 +423,7 @@ fn stale_model(race_the_end: bool) {
         let s2 = s.clone();
         let second_waker = thread::spawn(move || {
             s2.cond2.store(true, Ordering::Release);
-            if let Some((_, seq)) = pop(&s2.second) {
+            if let Some(seq) = pop(&s2.second) {
                 s2.second_waker_woke.store(true, Ordering::SeqCst);
                 s2.t.wake(seq);
             }
@@ -420,16 +431,12 @@ fn stale_model(race_the_end: bool) {
         });
 
         // Wait 1 ends by itself.
-        remove(&s.first, WAITER);
+        node1.as_ref().dequeue();
         s.t.state.end_wait();
         s.first_over.store(true, Ordering::Release);
         // Wait 2: queue, check the condition, sleep until the second waker.
-        let seq2 = {
-            let mut q = s.second.lock().unwrap();
-            let seq = s.t.state.begin_wait();
-            q.push((WAITER, seq));
-            seq
-        };
+        let node2 = pin!(node());
+        let seq2 = push(&s.second, node2.as_ref(), &s.t);
         assert_ne!(seq1, seq2);
         let mut slept = false;
         if !s.cond2.load(Ordering::Acquire) {
@@ -462,7 +469,7 @@ fn stale_model(race_the_end: bool) {
                 s.t.state.set_running();
             }
         }
-        let still_queued = remove(&s.second, WAITER);
+        let still_queued = node2.as_ref().dequeue();
         s.t.state.end_wait();
         assert!(!(still_queued && slept), "ran again while still queued");
         stale_waker.join().unwrap();
@@ -495,4 +502,194 @@ fn a_stale_wake_up_never_wakes_a_later_wait() {
 #[test]
 fn a_stale_wake_up_racing_the_end_of_its_wait() {
     stale_model(true);
+}
+
+// ---------------------------------------------------------------------------
+// Model 4: the futex protocol — a value checked under the queue's lock.
+
+struct FutexShared {
+    t: Thread,
+    queue: Queue,
+    /// The futex word: 0 = wait, 1 = go.
+    word: AtomicU32,
+    wakers_done: AtomicUsize,
+}
+
+/// `WaitQueue::wait_if(key 0, MATCH_ANY, word == 0)`: check the word under
+/// the queue's lock and queue only if it still says wait. `check_first`:
+/// the broken variant that reads the word before taking the lock (the
+/// lost-wake-up race of a futex that checks outside its bucket lock).
+/// Returns whether it slept.
+fn futex_waiter(s: &FutexShared, check_first: bool) -> bool {
+    let node = pin!(node());
+    let queued = if check_first {
+        s.word.load(Ordering::Relaxed) == 0 && {
+            push(&s.queue, node.as_ref(), &s.t);
+            true
+        }
+    } else {
+        let mut q = s.queue.lock();
+        s.word.load(Ordering::Relaxed) == 0 && {
+            let seq = s.t.state.begin_wait();
+            node.token().0.set(seq);
+            // SAFETY: the queue is in the shared state, which outlives the
+            // node.
+            unsafe { q.push(node.as_ref()) };
+            true
+        }
+    };
+    if !queued {
+        return false;
+    }
+    let slept = s.t.schedule(&s.wakers_done, 1);
+    let still_queued = node.as_ref().dequeue();
+    s.t.state.end_wait();
+    assert!(!still_queued, "ran again while still queued, with no timeout");
+    slept
+}
+
+/// `FUTEX_WAKE` after a store to the word: under the lock, take every
+/// waiter; wake them after the lock is released.
+fn futex_waker(s: &FutexShared) {
+    s.word.store(1, Ordering::Relaxed);
+    let mut seq = None;
+    let n = s.queue.lock().wake(usize::MAX, |key, _| key == 0, |t| seq = Some(t.0.get()));
+    assert!(n <= 1);
+    if let Some(seq) = seq {
+        s.t.wake(seq);
+    }
+    s.wakers_done.fetch_add(1, Ordering::Release);
+}
+
+fn futex_model(check_first: bool) {
+    model(move || {
+        let s = Arc::new(FutexShared {
+            t: Thread::new(),
+            queue: Queue::new(),
+            word: AtomicU32::new(0),
+            wakers_done: AtomicUsize::new(0),
+        });
+        let w = s.clone();
+        let waker = thread::spawn(move || futex_waker(&w));
+        let slept = futex_waiter(&s, check_first);
+        waker.join().unwrap();
+        assert_eq!(s.t.state.state(), RUNNING);
+        assert_eq!(s.t.enqueued.load(Ordering::Relaxed), usize::from(slept));
+        assert!(s.queue.is_empty(), "left on the queue");
+    });
+}
+
+#[test]
+fn a_value_checked_under_the_queue_lock_loses_no_wake_up() {
+    futex_model(false);
+}
+
+/// Negative control: reading the word before taking the queue's lock lets
+/// the waker store and find the queue empty in between.
+#[test]
+#[should_panic(expected = "lost wake-up")]
+fn a_value_checked_before_the_queue_lock_loses_wake_ups() {
+    futex_model(true);
+}
+
+// ---------------------------------------------------------------------------
+// Model 5: a requeue racing a timeout and a wake-up on the target queue.
+
+struct RequeueShared {
+    a: Queue,
+    b: Queue,
+    requeued: AtomicUsize,
+    woken: AtomicUsize,
+}
+
+/// A waiter with key 1 sits on queue `a`. At once: a requeuer moves key-1
+/// waiters from `a` to `b` as key 2 (`FUTEX_REQUEUE`), a waker wakes one
+/// key-2 waiter of `b`, and the waiter times out and takes itself off
+/// (`Waiter::dequeue`, which must follow the node to `b`). Exactly one of
+/// the waker and the waiter takes it off; it ends on no queue; its key
+/// says whether the requeue moved it. `same`: `a` and `b` are one queue
+/// (two futex words in one hash bucket: the requeue only changes the key).
+fn requeue_model(same: bool) {
+    model(move || {
+        let s = Arc::new(RequeueShared {
+            a: Queue::new(),
+            b: Queue::new(),
+            requeued: AtomicUsize::new(0),
+            woken: AtomicUsize::new(0),
+        });
+        let target = move |s: &RequeueShared| -> *const Queue { if same { &s.a } else { &s.b } };
+        let node = pin!(Node::new(Seq(Cell::new(0)), 1, MATCH_ANY));
+        // SAFETY: the queues (in `s`) outlive the node, dropped first.
+        unsafe { s.a.lock().push(node.as_ref()) };
+        let r = s.clone();
+        let requeuer = thread::spawn(move || {
+            // SAFETY: `target` points into `r`, alive for this closure.
+            let to = unsafe { &*target(&r) };
+            let mut pair = Queue::lock_pair(&r.a, to);
+            // SAFETY: the target queue lives in the shared state, which
+            // outlives the waiter.
+            let n = unsafe { pair.requeue(usize::MAX, |key, _| key == 1, 2) };
+            r.requeued.store(n, Ordering::Relaxed);
+        });
+        let w = s.clone();
+        let waker = thread::spawn(move || {
+            // SAFETY: as above.
+            let on = unsafe { &*target(&w) };
+            let n = on.lock().wake(1, |key, _| key == 2, |_| {});
+            w.woken.store(n, Ordering::Relaxed);
+        });
+        let timed_out = node.as_ref().dequeue();
+        requeuer.join().unwrap();
+        waker.join().unwrap();
+        let (requeued, woken) = (s.requeued.load(Ordering::Relaxed), s.woken.load(Ordering::Relaxed));
+        assert!(requeued <= 1 && woken <= 1);
+        assert_eq!(timed_out, woken == 0, "taken off by both or by neither");
+        assert!(woken <= requeued, "woken on the target queue without being moved there");
+        assert!(!node.is_queued());
+        assert_eq!(node.key(), if requeued == 1 { 2 } else { 1 });
+        assert!(s.a.is_empty() && s.b.is_empty(), "a node left on a queue");
+    });
+}
+
+#[test]
+fn requeue_racing_a_timeout_and_a_wake_up_leaves_no_node_behind() {
+    requeue_model(false);
+}
+
+#[test]
+fn requeue_within_one_queue_racing_a_timeout_and_a_wake_up() {
+    requeue_model(true);
+}
+
+// ---------------------------------------------------------------------------
+// Model 6: two requeues in opposite directions at once.
+
+/// One waiter on each of two queues; two threads requeue `a` → `b` and
+/// `b` → `a` at once (both lock the pair lower address first, so neither
+/// deadlocks — loom reports a deadlock as a failure). Both waiters end on
+/// some queue, each where the later requeue that moved it put it, and
+/// take themselves off from there.
+#[test]
+fn opposite_requeues_neither_deadlock_nor_lose_a_waiter() {
+    model(|| {
+        let s = Arc::new((Queue::new(), Queue::new()));
+        let on_a = pin!(Node::new(Seq(Cell::new(0)), 1, MATCH_ANY));
+        let on_b = pin!(Node::new(Seq(Cell::new(0)), 1, MATCH_ANY));
+        // SAFETY: the queues (in `s`) outlive the nodes, dropped first.
+        unsafe {
+            s.0.lock().push(on_a.as_ref());
+            s.1.lock().push(on_b.as_ref());
+        }
+        let s1 = s.clone();
+        // SAFETY (both requeues): the target queue lives in `s`, which
+        // outlives the nodes.
+        let t1 = thread::spawn(move || unsafe { Queue::lock_pair(&s1.0, &s1.1).requeue(1, |_, _| true, 1) });
+        let s2 = s.clone();
+        let t2 = thread::spawn(move || unsafe { Queue::lock_pair(&s2.1, &s2.0).requeue(1, |_, _| true, 1) });
+        let (m1, m2) = (t1.join().unwrap(), t2.join().unwrap());
+        assert!(m1 <= 1 && m2 <= 1);
+        assert_eq!(s.0.len() + s.1.len(), 2, "a waiter lost");
+        assert!(on_a.as_ref().dequeue() && on_b.as_ref().dequeue(), "a waiter not where it was put");
+        assert!(s.0.is_empty() && s.1.is_empty());
+    });
 }
