@@ -139,8 +139,10 @@ pub struct VmConfig {
 pub fn command(image: &Path, vm: &VmConfig) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     let machine = match vm.machine.as_str() {
-        // No option ROMs, no RTC: nothing the platform uses, and they cost boot time.
-        "microvm" => "microvm,x-option-roms=off,rtc=off".to_string(),
+        // No option ROMs (nothing the platform uses; they cost boot time).
+        // The RTC is on: uktime reads the time of day from it at boot (the
+        // realtime clock, for FUTEX_CLOCK_REALTIME deadlines).
+        "microvm" => "microvm,x-option-roms=off,rtc=on".to_string(),
         other => other.to_string(),
     };
     cmd.args(["-M", &machine]);

@@ -296,6 +296,7 @@ fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> 
     checks.extend(smp_checks(&no_kvm));
     checks.extend(sched_checks(&no_kvm));
     checks.extend(rcu_checks());
+    checks.extend(futex_checks());
     let other = match auto {
         qemu::Accel::Kvm => qemu::Accel::Tcg,
         qemu::Accel::Tcg => qemu::Accel::Kvm,
@@ -660,6 +661,63 @@ fn rcu_checks() -> Vec<GuestCheck> {
             Expect {
                 status: Some(1),
                 serial: &["refcount flavour, ", "broken_refcount=true"],
+                uktest: false,
+                cpu_lines: None,
+            },
+        )
+    });
+    checks
+}
+
+/// The `futex` app (`apps/futex`): LTP's futex scenarios, robust lists
+/// and the lost-wake-up stress under both policies on 1, 2 and 4 CPUs;
+/// then the stress must catch a futex that reads its word before taking
+/// the bucket lock (`posix-futex.broken_unlocked_check`).
+fn futex_checks() -> Vec<GuestCheck> {
+    let mut checks = Vec::new();
+    for policy in ["coop", "preempt"] {
+        for cpus in [1, 2, 4] {
+            let sets = [
+                format!("platform.cpus={cpus}"),
+                "platform.accel=tcg".into(),
+                format!("uksched.policy={policy}"),
+            ];
+            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+            let serial = leaked(vec![
+                format!("futex: {policy} policy on {cpus} CPU(s), "),
+                "broken_unlocked_check=false".into(),
+                " 0 lost wake-ups".into(),
+            ]);
+            checks.push(GuestCheck {
+                timeout: Some(Duration::from_secs(90)),
+                ..check(
+                    &format!("futex (tcg, {policy}, {cpus} CPUs)"),
+                    "futex",
+                    &sets,
+                    Expect { status: Some(0), serial, uktest: true, cpu_lines: None },
+                )
+            });
+        }
+    }
+    checks.push(GuestCheck {
+        timeout: Some(Duration::from_secs(120)),
+        ..check(
+            "futex: the stress catches a word checked outside the bucket lock (tcg, preempt, 2 CPUs)",
+            "futex",
+            &[
+                "platform.cpus=2",
+                "platform.accel=tcg",
+                "uksched.policy=preempt",
+                "posix-futex.broken_unlocked_check=true",
+                "uktest.filter=futex::stress::",
+            ],
+            Expect {
+                status: Some(1),
+                serial: &[
+                    "broken_unlocked_check=true",
+                    "test futex::stress::ping_pong_loses_no_wake_up ... FAILED",
+                    "lost wake-ups",
+                ],
                 uktest: false,
                 cpu_lines: None,
             },
@@ -1246,13 +1304,13 @@ fn host_side(root: &Path, guest_test_features: &str, mut tally: Tally) -> Result
         ("CARGO_TARGET_DIR", root.join("target").join("loom").display().to_string()),
     ];
     // The lock algorithms, then the scheduler's wake/sleep protocol
-    // (uksched's state word), in the same build.
+    // (uksched's state word and wait-queue core), in the same build.
     for (package, test, name) in [
         ("ukspin", "loom", "host: loom: ukspin models (ticket, MCS, TAS, rwlock)"),
         (
             "uksched",
             "loom",
-            "host: loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up)",
+            "host: loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up; wait-queue core: futex check under the lock, requeue vs timeout vs wake, opposite requeues)",
         ),
         (
             "ukrcu",

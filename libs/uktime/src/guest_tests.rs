@@ -179,3 +179,25 @@ fn periodic_tick_keeps_its_rate() -> TestResult {
     Err(uktest::Stop::failure(format_args!("(ticks, expected) at {hz} Hz over 300 ms windows: {seen:?}")))
 }
 uktest::test_case!(periodic_tick_keeps_its_rate);
+
+/// The realtime clock was read from the RTC at boot (QEMU sets it from the
+/// host's clock: a date after 2024 and before 2100), and advances with the
+/// monotonic clock.
+fn realtime_clock_comes_from_the_rtc_and_advances() -> TestResult {
+    if !crate::realtime::rtc_present() {
+        uktest::ut_skip!("needs a CMOS RTC; this machine has none (the realtime clock starts at the epoch)");
+    }
+    let r1 = crate::realtime::realtime();
+    let after_2024 = crate::realtime::unix_seconds(2024, 1, 1, 0, 0, 0) as u64;
+    let before_2100 = crate::realtime::unix_seconds(2100, 1, 1, 0, 0, 0) as u64;
+    ut_assert!((after_2024..before_2100).contains(&r1.as_secs()), "realtime {:?} since the epoch", r1);
+    crate::busy_wait(Duration::from_millis(10));
+    let r2 = crate::realtime::realtime();
+    let step = r2.saturating_sub(r1);
+    ut_assert!(step >= Duration::from_millis(10), "advanced {:?} over a 10 ms busy-wait", step);
+    let deadline = crate::realtime::deadline_of_realtime(r2);
+    let now = crate::now();
+    ut_assert!(deadline <= now, "the monotonic instant of a realtime reading is in the future");
+    Ok(())
+}
+uktest::test_case!(realtime_clock_comes_from_the_rtc_and_advances);

@@ -14,6 +14,8 @@
 //!   result), and of the local APIC timer against the TSC
 //!   ([`apic_timer_hz`]);
 //! * **busy-waits**: [`busy_wait`], [`busy_wait_until`];
+//! * the **realtime clock** ([`realtime`]): the time of day since the Unix
+//!   epoch, from the CMOS RTC read once at boot plus the monotonic clock;
 //! * **timer events** ([`timer`]): a per-CPU one-shot event at a deadline
 //!   (or a periodic tick) on the local APIC timer, delivered to one handler
 //!   the scheduler registers — in TSC-deadline mode when the CPU offers it,
@@ -40,6 +42,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod calibrate;
+pub mod realtime;
 #[cfg(feature = "uktest")]
 mod guest_tests;
 pub mod timer;
@@ -243,6 +246,7 @@ fn init() {
         );
     }
     timer::init();
+    realtime::init();
 }
 
 #[cfg(target_os = "none")]

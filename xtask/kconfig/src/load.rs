@@ -86,10 +86,11 @@ pub(crate) fn load(root: &Path) -> Result<Workspace, ConfigError> {
         }
     }
 
-    // Names are unique across libraries and platforms.
-    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    // Names are unique across libraries and platforms, also as the config
+    // modules they become (`a-b` and `a_b` are both `ukconfig::a_b`).
+    let mut seen: BTreeMap<String, &Path> = BTreeMap::new();
     for raw in &raws {
-        if let Some(other) = seen.insert(&raw.lib.name, &raw.kconfig) {
+        if let Some(other) = seen.insert(raw.lib.name.replace('-', "_"), &raw.kconfig) {
             return Err(ctx.err(
                 &raw.kconfig,
                 "library.name",
@@ -365,12 +366,12 @@ fn parse_kconfig(ctx: Ctx<'_>, file: &Path, dir_name: &str, kind: Kind) -> Resul
             format!("{} must equal the directory name, {}", quote(&name), quote(dir_name)),
         ));
     }
-    if !is_lower_ident(&name) || name == "platform" {
+    if !is_lower_ident(&name.replace('-', "_")) || name == "platform" {
         return Err(ctx.err(
             file,
             "library.name",
             format!(
-                "{} is not allowed; names are lowercase identifiers (a-z, 0-9, _), not Rust keywords and not \"platform\"",
+                "{} is not allowed; names are lowercase words (a-z, 0-9) joined by single `_` or `-` (the config module is the name with `-` as `_`), not Rust keywords and not \"platform\"",
                 quote(&name)
             ),
         ));

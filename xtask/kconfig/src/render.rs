@@ -98,7 +98,7 @@ fn render(
         let is_selected = selected(&lib.name);
         let _ = writeln!(out);
         doc(&mut out, "", &format!("Options of library `{}`: {}", lib.name, lib.help));
-        let _ = writeln!(out, "pub mod {} {{", lib.name);
+        let _ = writeln!(out, "pub mod {} {{", lib.name.replace('-', "_"));
         doc(&mut out, "    ", "Whether the library is selected (linked) in this image.");
         let _ = writeln!(out, "    pub const SELECTED: bool = {is_selected};");
         for decl in &lib.options {

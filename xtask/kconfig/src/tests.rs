@@ -1254,3 +1254,37 @@ fn real_rust() {
     assert!(defaults.contains("pub mod uktest {\n    /// Whether the library is selected (linked) in this image.\n    pub const SELECTED: bool = true;\n"));
     assert!(defaults.contains("    pub const NAME: &str = \"kvm\";\n"));
 }
+
+#[test]
+fn hyphenated_library_names_become_underscored_modules() {
+    let t = TempWs::mini("hyphen");
+    t.write(
+        "libs/two-words/Kconfig.toml",
+        "[library]\nname = \"two-words\"\nhelp = \"Hyphenated\"\n[options.depth]\ntype = \"int\"\ndefault = 3\nhelp = \"x\"\n",
+    );
+    t.write("libs/two-words/Cargo.toml", "[package]\nname = \"two-words\"\nversion = \"0.1.0\"\n");
+    let ws = t.ws();
+    assert!(ws.library("two-words").is_some());
+    let rs = ws.defaults_rust();
+    assert!(rs.contains("pub mod two_words {\n"), "{rs}");
+    assert!(rs.contains("pub const DEPTH"), "{rs}");
+    compile("hyphenated", &rs);
+    // `two_words` would be the same module.
+    t.write("libs/two_words/Kconfig.toml", "[library]\nname = \"two_words\"\nhelp = \"Underscored\"\n");
+    t.write("libs/two_words/Cargo.toml", "[package]\nname = \"two_words\"\nversion = \"0.1.0\"\n");
+    let e = t.load().unwrap_err().to_string();
+    assert!(e.contains("is declared twice"), "{e}");
+    assert!(e.contains("two_words") || e.contains("two-words"), "{e}");
+    std::fs::remove_dir_all(t.root.join("libs/two_words")).unwrap();
+    // Hyphens join words: no doubled, leading or trailing one.
+    for bad in ["two--words", "two-words-", "two-_words"] {
+        t.write(&format!("libs/{bad}/Kconfig.toml"), &format!("[library]\nname = \"{bad}\"\nhelp = \"x\"\n"));
+        t.write(
+            &format!("libs/{bad}/Cargo.toml"),
+            &format!("[package]\nname = \"x{bad}\"\nversion = \"0.1.0\"\n"),
+        );
+        let e = t.load().unwrap_err().to_string();
+        assert!(e.contains("is not allowed; names are lowercase words"), "{bad}: {e}");
+        std::fs::remove_dir_all(t.root.join(format!("libs/{bad}"))).unwrap();
+    }
+}
