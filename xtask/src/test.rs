@@ -427,6 +427,23 @@ fn leaked(lines: Vec<String>) -> &'static [&'static str] {
     Vec::leak(lines.into_iter().map(|l| &*String::leak(l)).collect())
 }
 
+/// The TCG configurations of the apps above the scheduler: both policies
+/// on 1, 2 and 4 CPUs, as (policy, CPUs, `--set`s).
+fn policy_matrix() -> Vec<(&'static str, usize, Vec<String>)> {
+    let mut out = Vec::new();
+    for policy in ["coop", "preempt"] {
+        for cpus in [1, 2, 4] {
+            let sets = vec![
+                format!("platform.cpus={cpus}"),
+                "platform.accel=tcg".into(),
+                format!("uksched.policy={policy}"),
+            ];
+            out.push((policy, cpus, sets));
+        }
+    }
+    out
+}
+
 /// The `sched` app (`apps/sched`): its tests (uksched's, uklock's and
 /// the app's own) under both policies on 1, 2 and 4 CPUs
 /// (TCG), and with `preempt` on 2 CPUs under KVM when it is usable; the
@@ -446,21 +463,14 @@ fn sched_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
         Expect { status: Some(0), serial: leaked(serial), uktest: true, cpu_lines: None }
     };
     let mut checks = Vec::new();
-    for policy in ["coop", "preempt"] {
-        for cpus in [1, 2, 4] {
-            let sets = [
-                format!("platform.cpus={cpus}"),
-                "platform.accel=tcg".into(),
-                format!("uksched.policy={policy}"),
-            ];
-            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-            checks.push(check(
-                &format!("sched (tcg, {policy}, {cpus} CPUs)"),
-                "sched",
-                &sets,
-                tests(policy, cpus),
-            ));
-        }
+    for (policy, cpus, sets) in policy_matrix() {
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        checks.push(check(
+            &format!("sched (tcg, {policy}, {cpus} CPUs)"),
+            "sched",
+            &sets,
+            tests(policy, cpus),
+        ));
     }
     checks.push(
         GuestCheck {
@@ -675,29 +685,22 @@ fn rcu_checks() -> Vec<GuestCheck> {
 /// the bucket lock (`posix-futex.broken_unlocked_check`).
 fn futex_checks() -> Vec<GuestCheck> {
     let mut checks = Vec::new();
-    for policy in ["coop", "preempt"] {
-        for cpus in [1, 2, 4] {
-            let sets = [
-                format!("platform.cpus={cpus}"),
-                "platform.accel=tcg".into(),
-                format!("uksched.policy={policy}"),
-            ];
-            let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-            let serial = leaked(vec![
-                format!("futex: {policy} policy on {cpus} CPU(s), "),
-                "broken_unlocked_check=false".into(),
-                " 0 lost wake-ups".into(),
-            ]);
-            checks.push(GuestCheck {
-                timeout: Some(Duration::from_secs(90)),
-                ..check(
-                    &format!("futex (tcg, {policy}, {cpus} CPUs)"),
-                    "futex",
-                    &sets,
-                    Expect { status: Some(0), serial, uktest: true, cpu_lines: None },
-                )
-            });
-        }
+    for (policy, cpus, sets) in policy_matrix() {
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let serial = leaked(vec![
+            format!("futex: {policy} policy on {cpus} CPU(s), "),
+            "broken_unlocked_check=false".into(),
+            " 0 lost wake-ups".into(),
+        ]);
+        checks.push(GuestCheck {
+            timeout: Some(Duration::from_secs(90)),
+            ..check(
+                &format!("futex (tcg, {policy}, {cpus} CPUs)"),
+                "futex",
+                &sets,
+                Expect { status: Some(0), serial, uktest: true, cpu_lines: None },
+            )
+        });
     }
     checks.push(GuestCheck {
         timeout: Some(Duration::from_secs(120)),

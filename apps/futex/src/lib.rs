@@ -38,6 +38,8 @@ pub mod ltp;
 pub mod robust;
 pub mod stress;
 
+pub use uksched::yield_until as settle;
+
 use core::sync::atomic::AtomicU32;
 use core::time::Duration;
 use posix_futex::Timespec;
@@ -84,16 +86,4 @@ pub fn timespec(d: Duration) -> Timespec {
 /// `-errno`, as `futex(2)` returns it.
 pub const fn err(e: i32) -> isize {
     -(e as isize)
-}
-
-/// Yields until `done` holds, at most `limit`; returns whether it holds.
-pub fn settle(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = uktime::now() + limit;
-    while !done() {
-        if uktime::now() >= deadline {
-            return done();
-        }
-        uksched::yield_now();
-    }
-    true
 }

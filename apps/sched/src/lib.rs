@@ -74,7 +74,6 @@ mod stats;
 mod threads;
 mod timing;
 
-use core::time::Duration;
 use ukconsole::println;
 use uksched::{Builder, CpuSet, JoinHandle};
 
@@ -168,17 +167,4 @@ impl Drop for PinnedHere {
         // Restoring an affinity that was valid before cannot fail.
         let _ = self.thread.set_affinity(self.before);
     }
-}
-
-/// Waits (yielding) until `done` holds or `limit` passed; returns whether
-/// it holds.
-pub(crate) fn yield_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = uktime::now() + limit;
-    while !done() {
-        if uktime::now() >= deadline {
-            return done();
-        }
-        uksched::yield_now();
-    }
-    true
 }

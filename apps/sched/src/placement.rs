@@ -1,11 +1,12 @@
 //! Where threads run: affinity, migration, and preemption of a spinner.
 
-use crate::{PinnedHere, cpus, scaled, spawn_on, yield_until};
+use crate::{PinnedHere, cpus, scaled, spawn_on};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use ukplat::cpu::this_cpu;
+use uksched::yield_until;
 use uksched::{CpuSet, WaitQueue};
 use uktest::{TestResult, ut_assert, ut_assert_eq};
 

@@ -55,6 +55,9 @@ pub(crate) fn bucket(addr: usize) -> &'static WaitQueue {
     &t.buckets[index(addr, t.shift)].0
 }
 
+/// The identity map's extent.
+const IDENTITY_MAPPED: u64 = 4 << 30;
+
 /// Whether `addr` can be read without a fault: RAM of the boot memory map
 /// (identity-mapped: the image, the heap), or a mapped page elsewhere (a
 /// thread stack in `ukvmem`'s area). Page 0 never is.
@@ -63,10 +66,13 @@ pub(crate) fn mapped(addr: usize) -> bool {
         return false;
     }
     let a = addr as u64;
-    let in_ram = ukplat::boot_info()
-        .memory_map
-        .iter()
-        .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
+    // The platform identity-maps the first 4 GiB; RAM above it is reached
+    // only through mappings, which the page-table walk below finds.
+    let in_ram = a < IDENTITY_MAPPED
+        && ukplat::boot_info()
+            .memory_map
+            .iter()
+            .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
     in_ram || ukvmem::translate(addr).is_some()
 }
 

@@ -1,7 +1,7 @@
 //! In-guest tests of the scheduler core (the multi-CPU scenarios live in
 //! the `sched` app).
 
-use crate::{Builder, CpuSet, WaitQueue, WaitResult};
+use crate::{Builder, CpuSet, WaitQueue, WaitResult, yield_until};
 use core::sync::atomic::{AtomicU32, Ordering};
 use core::time::Duration;
 use uktest::{OrFail, TestResult, ut_assert, ut_assert_eq, ut_fail};
@@ -57,18 +57,6 @@ fn a_wait_without_wake_times_out_not_early() -> TestResult {
     Ok(())
 }
 uktest::test_case!(a_wait_without_wake_times_out_not_early);
-
-/// Yields until `done` holds or `limit` passed; returns whether it holds.
-fn yield_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = uktime::now() + limit;
-    while !done() {
-        if uktime::now() >= deadline {
-            return done();
-        }
-        crate::yield_now();
-    }
-    true
-}
 
 /// `wake_one` ends exactly one wait, the longest: three threads queue one
 /// after the other, and each `wake_one` must wake exactly one more of them,

@@ -191,7 +191,7 @@ pub use cpuset::CpuSet;
 #[cfg(not(loom))]
 pub use thread::{
     Builder, JoinHandle, SpawnError, Thread, ThreadStats, current, current_id, exit, spawn, try_current_id,
-    yield_now,
+    yield_now, yield_until,
 };
 #[cfg(not(loom))]
 pub use tls::LocalKey;

@@ -392,6 +392,27 @@ pub fn yield_now() {
     sched::yield_now();
 }
 
+/// Yields (see [`yield_now`]) until `done` returns true or `limit` has
+/// passed; returns whether `done` holds. For waiting on another thread's
+/// progress where no wait queue signals it (tests, start-up handshakes).
+///
+/// ```no_run
+/// use core::sync::atomic::{AtomicBool, Ordering};
+/// static STARTED: AtomicBool = AtomicBool::new(false);
+/// uksched::spawn(|| STARTED.store(true, Ordering::Release));
+/// assert!(uksched::yield_until(core::time::Duration::from_secs(1), || STARTED.load(Ordering::Acquire)));
+/// ```
+pub fn yield_until(limit: core::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = uktime::now() + limit;
+    while !done() {
+        if uktime::now() >= deadline {
+            return done();
+        }
+        yield_now();
+    }
+    true
+}
+
 /// Ends the calling thread with exit value `value`, which
 /// [`JoinHandle::join`] returns (its `T` must be this type). The thread's
 /// stack frames are abandoned, not unwound: values on them are leaked, not

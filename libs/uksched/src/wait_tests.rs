@@ -14,15 +14,8 @@ const GIVE_UP: Duration = Duration::from_secs(10);
 const PATIENCE: Duration = Duration::from_secs(3);
 
 /// Yields until `done` holds or `PATIENCE` passed; returns whether it holds.
-fn settle(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = uktime::now() + PATIENCE;
-    while !done() {
-        if uktime::now() >= deadline {
-            return done();
-        }
-        crate::yield_now();
-    }
-    true
+fn settle(done: impl FnMut() -> bool) -> bool {
+    crate::yield_until(PATIENCE, done)
 }
 
 const NONE: u32 = u32::MAX;
