@@ -1194,7 +1194,7 @@ fn real_errors() {
     let e = real_err(&format!("{hello}[libraries.ukfoo]\n"), &[]);
     assert!(e.starts_with("x.toml: libraries.ukfoo: unknown library; known: "), "{e}");
     assert!(
-        e.contains("apic, ukalloc, ukarch, ukboot, ukconsole, uklock, ukplat, ukrcu, uksched, uksmp, ukspin"),
+        e.contains("apic, posix-futex, ukalloc, ukarch, ukboot, ukconsole, uklock, ukplat, ukrcu, uksched, uksmp, ukspin"),
         "{e}"
     );
     assert_eq!(
