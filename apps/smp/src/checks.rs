@@ -136,10 +136,10 @@ uktest::test_case!(the_clock_never_goes_backwards_across_cpus);
 /// 300 ms windows 50 ms apart (a vCPU the host deschedules loses ticks, and on the shared build
 /// machines such noise can last several windows; see uktime's own test).
 fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
-    // 100 Hz over 300 ms windows: a tick is lost only when the host keeps
-    // the vCPU (or QEMU's timer) from running for a whole 10 ms period,
-    // which the shared build machines do right after heavy builds at
-    // 1000 Hz (10-20 % of the ticks lost for seconds).
+    // The programmed period exactly, then delivery over 300 ms windows at
+    // 100 Hz (`uktime::timer::plausible_periodic_delivery`: a host that
+    // deschedules vCPUs loses ticks, never adds any); 8 vCPUs on 2 host
+    // cores lost up to a quarter of them right after heavy builds.
     const HZ: u32 = 100;
     const WINDOW: Duration = Duration::from_millis(300);
     const ATTEMPTS: usize = 8;
@@ -158,10 +158,19 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
         let mut starts = Vec::new();
         for &cpu in &others {
             let start = uksmp::run_on(cpu, || {
-                uktime::timer::start_periodic(HZ)
-                    .map(|()| (uktime::now(), uktime::timer::fired_on(this_cpu())))
+                uktime::timer::start_periodic(HZ).map(|()| {
+                    (uktime::now(), uktime::timer::fired_on(this_cpu()), apic::timer::initial_count())
+                })
             });
-            starts.push(start.or_fail()?);
+            let (started, fired, period) = start.or_fail()?;
+            // The programmed period, exactly: what the rate depends on.
+            let want = uktime::apic_timer_hz() / u64::from(HZ);
+            if u64::from(period) != want {
+                return Err(Stop::failure(format_args!(
+                    "CPU {cpu}: a period of {period} timer ticks, not {want}"
+                )));
+            }
+            starts.push((started, fired));
         }
         uktime::busy_wait(WINDOW);
         worst.clear();
@@ -172,7 +181,7 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
             });
             let ticks = fired_after - fired_before;
             let expected = u64::from(HZ) * stopped.duration_since(started).as_micros() as u64 / 1_000_000;
-            if ticks.abs_diff(expected) * 20 > expected + 20 {
+            if !uktime::timer::plausible_periodic_delivery(ticks, expected) {
                 worst.push((cpu, ticks, expected));
             }
         }
@@ -180,7 +189,9 @@ fn the_apic_timer_keeps_its_rate_on_every_cpu() -> TestResult {
             return Ok(());
         }
     }
-    Err(Stop::failure(format_args!("(cpu, ticks, expected) off by more than 5 % at {HZ} Hz: {worst:?}")))
+    Err(Stop::failure(format_args!(
+        "(cpu, ticks, expected) more than the periods or under 60 % of them at {HZ} Hz: {worst:?}"
+    )))
 }
 uktest::test_case!(the_apic_timer_keeps_its_rate_on_every_cpu);
 

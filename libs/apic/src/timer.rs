@@ -105,6 +105,12 @@ pub fn stop() {
     local::write(reg::TIMER_INITIAL, 0);
 }
 
+/// The initial count of a one-shot or periodic countdown: the period, in
+/// timer ticks at the divide setting, of a periodic one.
+pub fn initial_count() -> u32 {
+    local::read(reg::TIMER_INITIAL)
+}
+
 /// The current count of a one-shot or periodic countdown.
 pub fn current_count() -> u32 {
     local::read(reg::TIMER_CURRENT)

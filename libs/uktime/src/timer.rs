@@ -197,6 +197,24 @@ pub fn start_periodic(hz: u32) -> Result<(), PeriodicError> {
     Ok(())
 }
 
+/// Whether `ticks` periodic interrupts are a plausible delivery of
+/// `periods` elapsed periods on a vCPU that the host may deschedule: never
+/// more than the periods (5 % and one tick of phase), and at least 60 % of
+/// them. The local APIC holds one pending interrupt per vector, so ticks
+/// that fall due while the vCPU is off its host CPU merge: a loaded host
+/// loses ticks (the build machines have lost up to a quarter for seconds),
+/// it never adds any. Checks of the rate itself compare the programmed
+/// period (`apic::timer::initial_count`) with `apic_timer_hz / hz`.
+///
+/// ```
+/// use uktime::timer::plausible_periodic_delivery as ok;
+/// assert!(ok(30, 30) && ok(23, 30) && ok(31, 30));
+/// assert!(!ok(17, 30) && !ok(34, 30));
+/// ```
+pub fn plausible_periodic_delivery(ticks: u64, periods: u64) -> bool {
+    ticks * 20 <= periods * 21 + 20 && ticks * 10 >= periods * 6
+}
+
 /// Handler calls on CPU `cpu` since boot.
 pub fn fired_on(cpu: ukplat::cpu::CpuIndex) -> u64 {
     FIRED.get_for(cpu).load(Ordering::Relaxed)
