@@ -81,6 +81,30 @@ pub enum BenchCmd {
         #[arg(long, value_parser = FLAVORS)]
         flavor: Option<String>,
     },
+    /// Futexes: uncontended lock + unlock of `uklock::Mutex`, a raw
+    /// posix-futex mutex and `ukspin::TicketLock` (the baseline);
+    /// futex wake-to-run latency on one CPU and across two, against a bare
+    /// wait queue; contended lock throughput at 1..N CPUs. The image is
+    /// built once per `uklock.mutex` kind (`waitqueue`, `futex`) and the
+    /// table shows both; a kind that cannot be built is shown as such.
+    Futex {
+        /// Boots per image (medians over them).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Accelerator: auto, kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: String,
+        /// CPUs: the contended rows run at 1..N.
+        #[arg(long, default_value_t = 4)]
+        smp: u32,
+        /// Wake-ups per wake-to-run measurement (the guest's `rounds=`).
+        #[arg(long, default_value_t = 200)]
+        rounds: u64,
+        /// Lock + increment + unlock iterations per thread in the
+        /// contended rows (the guest's `iters=`).
+        #[arg(long, default_value_t = 5000)]
+        iters: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -92,6 +116,9 @@ pub fn run(which: &BenchCmd) -> Result<ExitCode> {
         }
         BenchCmd::Sched { repeats, accel, smp, rounds } => sched_bench(*repeats, accel, *smp, *rounds),
         BenchCmd::Rcu { repeats, accel, smp, flavor } => rcu_bench(*repeats, accel, *smp, flavor.as_deref()),
+        BenchCmd::Futex { repeats, accel, smp, rounds, iters } => {
+            futex_bench(*repeats, accel, *smp, *rounds, *iters)
+        }
     }
 }
 
@@ -1130,6 +1157,393 @@ fn render_sections(sections: &[Section], labels: &[String]) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------
+// bench futex
+
+/// The `uklock.mutex` kinds `bench futex` builds an image for, in column
+/// order.
+const MUTEX_KINDS: [&str; 2] = ["waitqueue", "futex"];
+
+/// Host Linux figures for this project's build machines, from issue 11:
+/// printed beside the table as anchors, never measured by the run.
+const FUTEX_ANCHORS: &str =
+    "pthread_mutex lock+unlock 7.07 ns; futex ping-pong 4.82 us on one vCPU, 48.7 us across vCPUs";
+
+/// Why a `bench futex` column has no numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Missing {
+    /// kconfig refused the configuration (e.g. uklock declares no `mutex`
+    /// option, or not this choice): its one-line error.
+    Config(String),
+    /// The image did not build, a boot failed, or it reported another
+    /// mutex kind than it was built for.
+    Failed(String),
+}
+
+/// One image of `bench futex`: a column of its table.
+struct FutexColumn {
+    /// The `uklock.mutex` value it stands for.
+    kind: &'static str,
+    /// Its boots, or why there are none.
+    result: std::result::Result<Booted, Missing>,
+    /// How it was built, when not with `--set uklock.mutex=KIND`.
+    note: Option<String>,
+}
+
+impl FutexColumn {
+    fn booted(&self) -> Option<&Booted> {
+        self.result.as_ref().ok()
+    }
+
+    /// The column head: the kind, `*` when built another way ([`Self::note`]),
+    /// `(missing)` without numbers.
+    fn label(&self) -> String {
+        match (&self.result, &self.note) {
+            (Err(_), _) => format!("{} (missing)", self.kind),
+            (Ok(_), Some(_)) => format!("{}*", self.kind),
+            (Ok(_), None) => self.kind.to_string(),
+        }
+    }
+}
+
+fn futex_bench(repeats: usize, accel: &str, smp: u32, rounds: u64, iters: u64) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let base = vec![
+        format!("platform.accel={accel}"),
+        format!("platform.cpus={smp}"),
+        format!("platform.cmdline=rounds={rounds} iters={iters}"),
+    ];
+    let columns: Vec<FutexColumn> = MUTEX_KINDS
+        .into_iter()
+        .map(|kind| futex_column(&ws, &base, kind, repeats, &format!("futexbench-{kind}-{accel}-{smp}")))
+        .collect();
+    let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into());
+    println!();
+    print!("{}", futex_report(&columns, repeats, host_cores, &load));
+    let failed = columns.iter().any(|c| matches!(c.result, Err(Missing::Failed(_))));
+    let none = columns.iter().all(|c| c.booted().is_none());
+    Ok(if failed || none { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Builds and boots the image of `uklock.mutex=kind`; a kind kconfig
+/// refuses leaves the column missing with kconfig's error.
+fn futex_column(
+    ws: &kconfig::Workspace,
+    base: &[String],
+    kind: &'static str,
+    repeats: usize,
+    name: &str,
+) -> FutexColumn {
+    let mut sets = base.to_vec();
+    sets.push(format!("uklock.mutex={kind}"));
+    let (sets, reports, note) = match ws.resolve("futexbench", None, &sets) {
+        Ok(_) => (sets, kind, None),
+        Err(e) => return FutexColumn { kind, result: Err(Missing::Config(e.to_string())), note: None },
+    };
+    eprintln!("bench futex: {name}: release build, then {repeats} boots");
+    let result = build_and_boot(ws, "futexbench", name, &sets, repeats)
+        .and_then(|b| {
+            check_machine_id(&b, "futexbench", "uklock.mutex", "mutex", reports)?;
+            Ok(b)
+        })
+        .map_err(|e| Missing::Failed(format!("{e:#}")));
+    FutexColumn { kind, result, note }
+}
+
+/// What `bench futex` prints: the header, the table, what is missing and
+/// why, and the host anchors.
+fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let booted: Vec<Option<&Booted>> = columns.iter().map(FutexColumn::booted).collect();
+    let machine = |b: &Booted, key: &str| {
+        b.rows.iter().find(|r| r.id("metric") == Some("machine")).and_then(|r| r.id(key)).map(String::from)
+    };
+    let Some(first) = booted.iter().flatten().next() else {
+        let _ = writeln!(out, "bench futex: no image ran");
+        for c in columns {
+            let _ = writeln!(out, "  {}: {}", c.kind, futex_missing_text(c));
+        }
+        return out;
+    };
+    let cpus: u32 = machine(first, "cpus").and_then(|c| c.parse().ok()).unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "bench futex: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per image, release; uksched.policy {}, \
+         ukspin.kind {}; TSC {:.0} MHz; host: {host_cores} cores, load average {load}",
+        first.accel.name(),
+        first.why,
+        machine(first, "policy").unwrap_or_else(|| "?".into()),
+        machine(first, "spin").unwrap_or_else(|| "?".into()),
+        first.tsc_hz as f64 / 1e6
+    );
+    if first.accel == qemu::Accel::Tcg {
+        out.push_str(
+            "  Under TCG the times mostly measure QEMU's translator, not the hardware: each guest\n  \
+             instruction is emulated by several host ones, atomics and IPIs go through QEMU's\n  \
+             helpers. Read the ratios (x) to the baselines measured in the same boot.\n",
+        );
+    }
+    if cpus > 1 && cpus as usize >= host_cores {
+        let _ = writeln!(
+            out,
+            "  {cpus} vCPUs on {host_cores} host cores: a vCPU that waits for another may wait for a host\n  \
+             time slice (a lock holder descheduled by the host stalls every spinning waiter), and\n  \
+             throughput cannot scale past the host's free cores."
+        );
+    }
+    if cpus == 1 {
+        out.push_str(
+            "  1 CPU: ukspin's locks compile to a held flag and the preemption counter, no atomic\n  \
+             instruction (ukspin's SINGLE_CPU): the ticket baseline is no ticket lock here.\n",
+        );
+    }
+    let impls: Vec<String> = columns
+        .iter()
+        .filter_map(|c| Some(format!("{} {}", c.label(), machine(c.booted()?, "mutex_impl")?)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  Columns: uklock.mutex, one image each (uklock::RawMutex is: {}).",
+        if impls.is_empty() { "?".to_string() } else { impls.join(", ") }
+    );
+    out.push_str(
+        "  Cells: medians over boots of each boot's figure; ratios are taken within each boot, then\n  \
+         the median [min-max] over boots. x ticket: time per acquisition / ukspin::TicketLock's\n  \
+         (below 1 is faster); x waitq: latency / a bare uksched::WaitQueue's.\n",
+    );
+    let heads: Vec<Head> = columns.iter().map(|c| Head { label: c.label(), unjudged: None }).collect();
+    let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
+    let kinds: Vec<&str> = columns.iter().map(|c| c.kind).collect();
+    out.push_str(&render_sections(&futex_sections(&booted, &heads, &kinds), &labels));
+    for c in columns {
+        if let Some(note) = &c.note {
+            let _ = writeln!(out, "  {note}");
+        }
+    }
+    for (c, b) in columns.iter().zip(&booted) {
+        let Some(b) = b else { continue };
+        for row in b.rows.iter().filter(|r| r.id("metric") == Some("contended")) {
+            let hit = b
+                .boots
+                .iter()
+                .filter(|boot| {
+                    boot_value(
+                        boot,
+                        "contended",
+                        row.id("kind").unwrap_or_default(),
+                        row.id("cpus").and_then(|n| n.parse().ok()),
+                        "capped",
+                    )
+                    .is_some_and(|n| n > 0)
+                })
+                .count();
+            if hit > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {}: {} at {} CPUs stopped at cap_ms ({} ms) in {hit} of {} boots (rate of the acquisitions made)",
+                    c.label(),
+                    futex_lock_name(row.id("kind").unwrap_or_default(), b),
+                    row.id("cpus").unwrap_or_default(),
+                    machine_value(&b.rows, "cap_ms").unwrap_or(0),
+                    b.boots.len()
+                );
+            }
+        }
+    }
+    for c in columns.iter().filter(|c| c.result.is_err()) {
+        let _ = writeln!(out, "  {}: {}", c.label(), futex_missing_text(c));
+    }
+    let _ = writeln!(
+        out,
+        "  Host Linux on this machine (issue 11; anchors, NOT measured by this run): {FUTEX_ANCHORS}."
+    );
+    out
+}
+
+/// Why column `c` has no numbers, for the report.
+fn futex_missing_text(c: &FutexColumn) -> String {
+    match &c.result {
+        Ok(_) => "ran".into(),
+        Err(Missing::Config(e)) => format!("unavailable, kconfig refused uklock.mutex={}: {e}", c.kind),
+        Err(Missing::Failed(e)) => format!("FAILED: {e}"),
+    }
+}
+
+/// The name of a lock of `futexbench` in the table.
+fn futex_lock_name(kind: &str, b: &Booted) -> String {
+    match kind {
+        "ticket" => "ukspin::TicketLock".into(),
+        "spinlock" => {
+            let spin = b
+                .rows
+                .iter()
+                .find(|r| r.id("metric") == Some("machine"))
+                .and_then(|r| r.id("spin"))
+                .unwrap_or("?");
+            format!("ukspin::SpinLock (ukspin.kind={spin})")
+        }
+        "uklock-mutex" => "uklock::Mutex (column's uklock.mutex)".into(),
+        "futex-word" => "raw posix-futex mutex".into(),
+        other => other.into(),
+    }
+}
+
+/// The sections of the `bench futex` table: one column per image
+/// (`columns[i]`, `None` when missing), headed `heads[i]`, built for
+/// `uklock.mutex=kinds[i]`.
+fn futex_sections(columns: &[Option<&Booted>], heads: &[Head], kinds: &[&str]) -> Vec<Section> {
+    let dash = || ["-".to_string(), "-".to_string(), "-".to_string()];
+    let has = |metric: &str, kind: &str, cpus: Option<usize>| {
+        columns
+            .iter()
+            .flatten()
+            .any(|b| b.boots.iter().any(|boot| boot_value(boot, metric, kind, cpus, "cycles").is_some()))
+    };
+    let first = columns.iter().flatten().next();
+    let option = |key: &str| first.and_then(|b| machine_value(&b.rows, key)).unwrap_or(0);
+    let cpus = columns
+        .iter()
+        .flatten()
+        .filter_map(|b| b.rows.iter().find(|r| r.id("metric") == Some("machine"))?.id("cpus")?.parse().ok())
+        .max()
+        .unwrap_or(1usize);
+    // Cycles per operation in one boot.
+    let cost = |boot: &[BenchLine], metric: &str, kind: &str, n: Option<usize>| {
+        let cycles = boot_value(boot, metric, kind, n, "cycles")? as f64;
+        let ops = boot_value(boot, metric, kind, n, "ops").unwrap_or(1).max(1) as f64;
+        Some(cycles / ops)
+    };
+    let lock_name = |kind: &str| first.map_or_else(|| kind.to_string(), |b| futex_lock_name(kind, b));
+    // One line: per column the cost per operation (median over boots),
+    // `per_op` renders [value, ns] from (cycles, tsc_hz); the ratio to
+    // `baseline` within each boot.
+    let line = |label: String,
+                metric: &str,
+                kind: &str,
+                n: Option<usize>,
+                baseline: &str,
+                per_op: &dyn Fn(f64, u64) -> [String; 2],
+                goal: Option<(&str, &[Head])>| {
+        let ratios: Vec<Option<Ratio>> = columns
+            .iter()
+            .map(|b| {
+                per_boot(&(*b)?.boots, |boot| {
+                    Some(cost(boot, metric, kind, n)? / cost(boot, metric, baseline, n)?)
+                })
+            })
+            .collect();
+        let cells = columns
+            .iter()
+            .zip(&ratios)
+            .map(|(b, r)| {
+                match b.and_then(|b| Some((per_boot(&b.boots, |boot| cost(boot, metric, kind, n))?, b))) {
+                    Some((c, b)) => {
+                        let [v, ns] = per_op(c.median, b.tsc_hz);
+                        [v, ns, if kind == baseline { "1.00x".into() } else { ratio_cell(*r) }]
+                    }
+                    None => dash(),
+                }
+            })
+            .collect();
+        let goal = match goal {
+            Some((text, heads)) => goal_cell(text, Goal::AtMost(1.0), heads, &ratios),
+            None => String::new(),
+        };
+        TableLine { label, cells, goal }
+    };
+    let cycles_ns = |c: f64, hz: u64| [num(c), num(c * 1e9 / hz as f64)];
+    let mut kinds_measured = vec!["ticket"];
+    if has("pair", "spinlock", None) {
+        kinds_measured.push("spinlock");
+    }
+    kinds_measured.extend(["uklock-mutex", "futex-word"]);
+    // The futex mutex goal judges uklock::Mutex in the futex image only,
+    // and the raw futex mutex everywhere.
+    let mutex_heads: Vec<Head> = heads
+        .iter()
+        .zip(kinds)
+        .map(|(h, k)| Head {
+            label: h.label.clone(),
+            unjudged: (*k != "futex").then(|| "the wait-queue mutex is not judged".to_string()),
+        })
+        .collect();
+    let mut sections = Vec::new();
+
+    // Uncontended pairs.
+    let mut lines = Vec::new();
+    for kind in &kinds_measured {
+        let label = match *kind {
+            "ticket" => "baseline: ukspin::TicketLock".to_string(),
+            "futex-word" => "raw posix-futex mutex (cmpxchg + xchg)".to_string(),
+            k => lock_name(k),
+        };
+        let goal = match *kind {
+            "uklock-mutex" => Some(("futex mutex <= 1x ticket", mutex_heads.as_slice())),
+            "futex-word" => Some(("<= 1x ticket", heads)),
+            _ => None,
+        };
+        lines.push(line(label, "pair", kind, None, "ticket", &cycles_ns, goal));
+    }
+    sections.push(Section {
+        title: format!("uncontended lock + unlock, CPU 0, {} per sample", option("pairs")),
+        heads: ["cyc/pair", "ns/pair", "x ticket"],
+        lines,
+    });
+
+    // Wake-to-run latency.
+    for (metric, place) in [("wake_same", "both on CPU 0"), ("wake_cross", "CPU 0 -> sleeper on CPU 1")] {
+        let rows = [
+            ("waitq-pingpong", "baseline: WaitQueue ping-pong, round trip / 2", "waitq-pingpong"),
+            ("futex-pingpong", "futex ping-pong, round trip / 2", "waitq-pingpong"),
+            ("waitq-oneway", "baseline: WaitQueue wake_one -> waiter runs", "waitq-oneway"),
+            ("futex-oneway", "futex_wake -> futex_wait returns there", "waitq-oneway"),
+        ];
+        let lines: Vec<TableLine> = rows
+            .into_iter()
+            .filter(|(kind, ..)| has(metric, kind, None))
+            .map(|(kind, label, baseline)| line(label.into(), metric, kind, None, baseline, &cycles_ns, None))
+            .collect();
+        if !lines.is_empty() {
+            sections.push(Section {
+                title: format!("wake-to-run, {place}, {} wake-ups", option("rounds")),
+                heads: ["cycles", "ns", "x waitq"],
+                lines,
+            });
+        }
+    }
+
+    // Contended throughput.
+    let rate = |c: f64, hz: u64| [num(hz as f64 / c / 1e6), num(c * 1e9 / hz as f64)];
+    let mut lines = Vec::new();
+    for n in 1..=cpus {
+        for kind in &kinds_measured {
+            if !has("contended", kind, Some(n)) {
+                continue;
+            }
+            let plural = if n == 1 { "" } else { "s" };
+            let label = format!("{}, {n} CPU{plural}", lock_name(kind));
+            lines.push(line(label, "contended", kind, Some(n), "ticket", &rate, None));
+        }
+    }
+    sections.push(Section {
+        title: format!(
+            "contended, a thread on each of n CPUs, {} x lock + increment + unlock",
+            option("iters")
+        ),
+        heads: ["Macq/s", "ns/acq", "x ticket"],
+        lines,
+    });
+    sections
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1411,5 +1825,184 @@ mod tests {
         assert_eq!(flavor(&["--flavor", "refcount"]), Ok(Some("refcount".into())));
         assert_eq!(flavor(&["--flavor", "qsbr"]), Ok(Some("qsbr".into())));
         assert_eq!(flavor(&["--flavor", "rcu"]), Err(clap::error::ErrorKind::InvalidValue));
+    }
+
+    /// One synthetic `futexbench` boot with 2 CPUs at 1 GHz, built for
+    /// `uklock.mutex=mutex`: uncontended pairs cost 100 cycles for the
+    /// ticket lock, `uklock` for `uklock::Mutex` and `futex` for the raw
+    /// futex mutex; the ticket lock at 2 CPUs hit the cap.
+    fn futex_boot(mutex: &str, uklock: u64, futex: u64) -> Vec<BenchLine> {
+        bench_lines(&format!(
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 policy=preempt mutex={mutex} \
+             mutex_impl=uklock::{mutex}::RawMutex spin=ticket pairs=1000 rounds=200 iters=100 cap_ms=150\n\
+             bench: metric=pair kind=ticket samples=11 ops=1000 cycles=100000\n\
+             bench: metric=pair kind=uklock-mutex samples=11 ops=1000 cycles={}\n\
+             bench: metric=pair kind=futex-word samples=11 ops=1000 cycles={}\n\
+             bench: metric=wake_same kind=waitq-pingpong samples=200 cycles=1000\n\
+             bench: metric=wake_same kind=futex-pingpong samples=200 cycles=1500\n\
+             bench: metric=wake_same kind=waitq-oneway samples=200 cycles=2000\n\
+             bench: metric=wake_same kind=futex-oneway samples=200 cycles=3000\n\
+             bench: metric=wake_cross kind=waitq-pingpong samples=200 cycles=10000\n\
+             bench: metric=wake_cross kind=futex-pingpong samples=200 cycles=20000\n\
+             bench: metric=wake_cross kind=waitq-oneway samples=200 cycles=10000\n\
+             bench: metric=wake_cross kind=futex-oneway samples=200 cycles=15000\n\
+             bench: metric=contended kind=ticket cpus=1 samples=3 ops=100 cycles=10000 capped=0\n\
+             bench: metric=contended kind=uklock-mutex cpus=1 samples=3 ops=100 cycles=20000 capped=0\n\
+             bench: metric=contended kind=futex-word cpus=1 samples=3 ops=100 cycles=5000 capped=0\n\
+             bench: metric=contended kind=ticket cpus=2 samples=3 ops=150 cycles=30000 capped=1\n\
+             bench: metric=contended kind=uklock-mutex cpus=2 samples=3 ops=200 cycles=20000 capped=0\n\
+             bench: metric=contended kind=futex-word cpus=2 samples=3 ops=200 cycles=10000 capped=0\n",
+            uklock * 1000,
+            futex * 1000
+        ))
+    }
+
+    fn futex_column(kind: &'static str, boots: Vec<Vec<BenchLine>>) -> FutexColumn {
+        FutexColumn { kind, result: Ok(booted(boots)), note: None }
+    }
+
+    fn futex_table(columns: &[FutexColumn]) -> String {
+        let booted: Vec<Option<&Booted>> = columns.iter().map(FutexColumn::booted).collect();
+        let heads: Vec<Head> = columns.iter().map(|c| Head { label: c.label(), unjudged: None }).collect();
+        let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
+        let kinds: Vec<&str> = columns.iter().map(|c| c.kind).collect();
+        render_sections(&futex_sections(&booted, &heads, &kinds), &labels)
+    }
+
+    #[test]
+    fn futex_table_has_a_row_per_measurement_and_a_column_per_image() {
+        let columns = [
+            futex_column("waitqueue", vec![futex_boot("waitqueue", 250, 60)]),
+            futex_column("futex", vec![futex_boot("futex", 80, 60), futex_boot("futex", 80, 60)]),
+        ];
+        let table = futex_table(&columns);
+        let head: Vec<&str> = table.lines().next().unwrap_or_default().split('|').map(str::trim).collect();
+        assert_eq!(head, ["", "waitqueue", "futex", "goal"], "{table}");
+        let bars = |l: &str| l.match_indices('|').map(|(i, _)| i).collect::<Vec<_>>();
+        let head_bars = bars(table.lines().next().unwrap_or_default());
+        for l in table.lines() {
+            assert_eq!(bars(l)[..], head_bars[..], "{table}");
+        }
+        // A header, 4 section titles, 3 pair rows (no spinlock row: the
+        // configured kind is the ticket lock), 4 + 4 wake-ups, 3 x 2 CPUs.
+        assert_eq!(table.lines().count(), 1 + 4 + 3 + 8 + 6, "{table}");
+        let line = |start: &str| table_line(&table, start);
+        assert!(line("uncontended lock + unlock, CPU 0, 1000 per sample").contains("x ticket"), "{table}");
+        assert_eq!(
+            column_cells(line("baseline: ukspin::TicketLock"), 0),
+            ["100.0", "100.0", "1.00x"],
+            "{table}"
+        );
+        let mutex = line("uklock::Mutex (column's uklock.mutex)");
+        assert_eq!(column_cells(mutex, 0)[..3], ["250.0", "250.0", "2.50x"], "{table}");
+        assert_eq!(column_cells(mutex, 1)[..3], ["80.0", "80.0", "0.80x"], "{table}");
+        // The futex image's uklock::Mutex is judged; the wait-queue one is not.
+        assert!(
+            mutex.ends_with("futex mutex <= 1x ticket: futex met; the wait-queue mutex is not judged"),
+            "{table}"
+        );
+        let raw = line("raw posix-futex mutex (cmpxchg + xchg)");
+        assert!(raw.ends_with("<= 1x ticket: waitqueue met, futex met"), "{table}");
+        // Wake-ups: cycles, ns and the ratio to the wait queue's.
+        assert!(line("wake-to-run, both on CPU 0, 200 wake-ups").contains("x waitq"), "{table}");
+        let cross =
+            table.lines().skip_while(|l| !l.contains("CPU 0 -> sleeper on CPU 1")).collect::<Vec<_>>();
+        assert_eq!(cross.len(), 1 + 4 + 1 + 6, "{table}");
+        assert_eq!(column_cells(cross[2], 1)[..3], ["20000", "20000", "2.00x"], "{table}");
+        assert!(cross[2].trim_start().starts_with("futex ping-pong, round trip / 2"), "{table}");
+        // Contended: 200 cycles per acquisition at 1 GHz = 5 M/s.
+        let ticket = line("ukspin::TicketLock, 2 CPUs");
+        assert_eq!(column_cells(ticket, 0), ["5.00", "200.0", "1.00x"], "{table}");
+        let futex = line("raw posix-futex mutex, 2 CPUs");
+        assert_eq!(column_cells(futex, 1)[..3], ["20.0", "50.0", "0.25x"], "{table}");
+        assert!(line("uklock::Mutex (column's uklock.mutex), 1 CPU").contains("2.00x"), "{table}");
+        assert!(!table.contains("machine"), "{table}");
+    }
+
+    #[test]
+    fn futex_ratios_are_taken_within_each_boot() {
+        // Per boot, uklock::Mutex costs 3x, 1x and 2x the ticket lock
+        // (the ticket lock's cost changes with the boot); medians of the
+        // two alone would give 300/100 = 3x.
+        let boot = |ticket: u64, mutex: u64| {
+            let mut lines = futex_boot("futex", 1, 1);
+            for l in &mut lines {
+                let kind = l.identity.iter().find(|(k, _)| k == "kind").map(|(_, v)| v.clone());
+                if l.identity[0].1 == "pair" {
+                    let cycles = match kind.as_deref() {
+                        Some("ticket") => ticket,
+                        Some("uklock-mutex") => mutex,
+                        _ => continue,
+                    };
+                    l.values.retain(|(k, _)| k != "cycles");
+                    l.values.push(("cycles".into(), cycles * 1000));
+                }
+            }
+            lines
+        };
+        let columns = [futex_column("futex", vec![boot(100, 300), boot(300, 300), boot(50, 100)])];
+        let table = futex_table(&columns);
+        let mutex = table_line(&table, "uklock::Mutex (column's uklock.mutex)");
+        assert_eq!(column_cells(mutex, 0), ["300.0", "300.0", "2.00x", "[1.00-3.00]"], "{table}");
+        assert!(mutex.ends_with("futex mutex <= 1x ticket: futex MISSED"), "{table}");
+    }
+
+    #[test]
+    fn a_missing_futex_column_is_reported_never_skipped() {
+        let error = "--set: uklock.mutex: \"futex\" is not one of \"waitqueue\"";
+        let columns = [
+            FutexColumn {
+                kind: "waitqueue",
+                result: Ok(booted(vec![futex_boot("waitqueue", 250, 60)])),
+                note: None,
+            },
+            FutexColumn { kind: "futex", result: Err(Missing::Config(error.into())), note: None },
+        ];
+        let report = futex_report(&columns, 1, 2, "0.5");
+        let table_head = report.lines().find(|l| l.contains(" | goal")).unwrap_or_default();
+        let head: Vec<&str> = table_head.split('|').map(str::trim).collect();
+        assert_eq!(head, ["", "waitqueue", "futex (missing)", "goal"], "{report}");
+        assert_eq!(
+            column_cells(table_line(&report, "uklock::Mutex (column's uklock.mutex)"), 1),
+            ["-", "-", "-"]
+        );
+        assert!(
+            report.contains(&format!(
+                "  futex (missing): unavailable, kconfig refused uklock.mutex=futex: {error}"
+            )),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn a_futex_image_of_another_mutex_is_an_error() {
+        let b = booted(vec![futex_boot("waitqueue", 250, 60)]);
+        assert!(check_machine_id(&b, "futexbench", "uklock.mutex", "mutex", "waitqueue").is_ok());
+        let err = check_machine_id(&b, "futexbench", "uklock.mutex", "mutex", "futex").expect_err("mismatch");
+        assert_eq!(
+            err.to_string(),
+            "futexbench built with uklock.mutex=futex reports mutex Some(\"waitqueue\")"
+        );
+    }
+
+    #[test]
+    fn bench_futex_options() {
+        use clap::Parser as _;
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: BenchCmd,
+        }
+        let parsed = |args: &[&str]| match Cli::try_parse_from([&["bench", "futex"], args].concat()) {
+            Ok(Cli { bench: BenchCmd::Futex { repeats, accel, smp, rounds, iters } }) => {
+                (repeats, accel, smp, rounds, iters)
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(parsed(&[]), (5, "auto".into(), 4, 200, 5000));
+        assert_eq!(
+            parsed(&["--repeats", "3", "--smp", "2", "--accel", "tcg"]),
+            (3, "tcg".into(), 2, 200, 5000)
+        );
     }
 }

@@ -10,7 +10,7 @@
 //! | `config --app NAME [--config FILE] [--set ...]` | the resolved configuration with values, help and sources |
 //! | `list` | apps, platforms, libraries and their options |
 //! | `bench boot` | boot-time benchmark against a minimal baseline image |
-//! | `bench smp`, `bench sched`, `bench rcu` | SMP, scheduler and RCU benchmarks: medians over boots against baselines measured in the same boot |
+//! | `bench smp`, `bench sched`, `bench rcu`, `bench futex` | SMP, scheduler, RCU and futex benchmarks: medians over boots against baselines measured in the same boot |
 //!
 //! The first command that needs them sets up what is missing (module
 //! [`setup`]): the guest target and the components of `rust-toolchain.toml`

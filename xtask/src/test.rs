@@ -472,6 +472,22 @@ fn sched_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
             tests(policy, cpus),
         ));
     }
+    // uklock.mutex = "futex": the same tests against the futex Mutex and
+    // Condvar, on several CPUs.
+    for (policy, cpus, mut sets) in policy_matrix().into_iter().filter(|(_, cpus, _)| *cpus > 1) {
+        sets.push("uklock.mutex=futex".into());
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let mut expect = tests(policy, cpus);
+        let mut serial = expect.serial.to_vec();
+        serial.push("uklock: Mutex and Condvar are the futex implementation");
+        expect.serial = Vec::leak(serial);
+        checks.push(check(
+            &format!("sched (tcg, {policy}, {cpus} CPUs, uklock.mutex=futex)"),
+            "sched",
+            &sets,
+            expect,
+        ));
+    }
     checks.push(
         GuestCheck {
             // kvm_pvm emulates every instruction: minutes, not seconds.
@@ -494,6 +510,24 @@ fn sched_checks(no_kvm: &Option<String>) -> Vec<GuestCheck> {
             Expect { status: Some(status), serial, uktest: false, cpu_lines: None },
         )
     };
+    // The futex mutex keeps the owner checks.
+    let futex_fault = |mode: &str, serial: &'static [&'static str]| {
+        let cmdline = format!("platform.cmdline={mode}");
+        check(
+            &format!("sched: {mode} (tcg, 2 CPUs, uklock.mutex=futex)"),
+            "sched",
+            &["platform.cpus=2", "platform.accel=tcg", "uklock.mutex=futex", &cmdline],
+            Expect { status: Some(PANIC), serial, uktest: false, cpu_lines: None },
+        )
+    };
+    checks.push(futex_fault(
+        "mutex-relock",
+        &["*** PANIC on CPU ", "uklock: thread `relocker` (id ", ") locks a Mutex it already holds"],
+    ));
+    checks.push(futex_fault(
+        "mutex-foreign-unlock",
+        &["*** PANIC on CPU ", "uklock: thread `intruder` (id ", ") unlocks a Mutex held by thread id "],
+    ));
     checks.push(fault(
         "overflow",
         EXCEPTION,
@@ -1314,6 +1348,11 @@ fn host_side(root: &Path, guest_test_features: &str, mut tally: Tally) -> Result
             "uksched",
             "loom",
             "host: loom: uksched models (wake/sleep: lost wake-up, timeout race, stale wake-up; wait-queue core: futex check under the lock, requeue vs timeout vs wake, opposite requeues)",
+        ),
+        (
+            "uklock",
+            "loom_futex",
+            "host: loom: uklock futex models (mutex exclusion and wake-ups, timed lock, condvar requeue chain, two mutexes, Once; lost wake-ups are caught)",
         ),
         (
             "ukrcu",

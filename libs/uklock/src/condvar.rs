@@ -1,4 +1,5 @@
-//! The condition variable.
+//! The wait-queue condition variable (`uklock.mutex = "waitqueue"`, the
+//! default).
 //!
 //! A waiter, holding the mutex, puts itself on the condition variable's
 //! wait queue and only *then* releases the mutex (in the queue's
@@ -8,30 +9,22 @@
 //! was free. `sleepers` counts threads between registering and waking, so
 //! a notification with nobody waiting is one load.
 
-use crate::mutex::{MutexGuard, RawMutex};
+use crate::WaitTimeoutResult;
+use crate::mutex::RawMutex;
+use crate::waitqueue::MutexGuard;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
 use uksched::{Instant, WaitQueue, WaitResult};
 
-/// Whether a timed wait on a [`Condvar`] ended by its timeout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WaitTimeoutResult(bool);
-
-impl WaitTimeoutResult {
-    /// True when the wait ended because the timeout passed (for the
-    /// `*_while` forms: and the condition still held).
-    pub fn timed_out(&self) -> bool {
-        self.0
-    }
-}
-
-/// A condition variable for this crate's [`Mutex`](crate::Mutex): a thread
-/// waits (releasing the mutex while it sleeps) until another notifies it.
+/// A condition variable for [`waitqueue::Mutex`](crate::waitqueue::Mutex)
+/// (and [`crate::Condvar`] with `uklock.mutex = "waitqueue"`, the default):
+/// a thread waits (releasing the mutex while it sleeps) until another
+/// notifies it.
 /// Wake-ups may be spurious — always re-check the condition, or use
 /// [`wait_while`](Self::wait_while).
 ///
 /// ```no_run
-/// use uklock::{Condvar, Mutex};
+/// use uklock::waitqueue::{Condvar, Mutex};
 ///
 /// static QUEUE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// static NOT_EMPTY: Condvar = Condvar::new();

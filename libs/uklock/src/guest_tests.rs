@@ -625,6 +625,278 @@ fn condvar_wait_timeout() -> TestResult {
 }
 uktest::test_case!(condvar_wait_timeout);
 
+// ---------------------------------------------------------------------------
+// The configured implementation, and the futex one by name
+
+/// `Mutex`/`Condvar` are the implementation `uklock.mutex` names, and the
+/// image says which (xtask looks for the line).
+fn mutex_implementation_is_the_configured_one() -> TestResult {
+    let expected = match crate::MUTEX {
+        ukconfig::uklock::Mutex::Waitqueue => core::any::type_name::<crate::waitqueue::RawMutex>(),
+        ukconfig::uklock::Mutex::Futex => core::any::type_name::<crate::futex::RawMutex>(),
+    };
+    ut_assert_eq!(core::any::type_name::<crate::RawMutex>(), expected);
+    let condvar = match crate::MUTEX {
+        ukconfig::uklock::Mutex::Waitqueue => core::any::type_name::<crate::waitqueue::Condvar>(),
+        ukconfig::uklock::Mutex::Futex => core::any::type_name::<crate::futex::Condvar>(),
+    };
+    ut_assert_eq!(core::any::type_name::<Condvar>(), condvar);
+    ut_assert_eq!(crate::select::configured_name(), crate::MUTEX.as_str());
+    report(format_args!(
+        "uklock: Mutex and Condvar are the {} implementation",
+        crate::select::configured_name()
+    ));
+    Ok(())
+}
+uktest::test_case!(mutex_implementation_is_the_configured_one);
+
+/// How many threads sleep on the futex `word` now: moves them all to a
+/// probe word and back (posix-futex's `FUTEX_REQUEUE` counts them; they
+/// stay asleep throughout).
+fn sleepers_on(word: &AtomicU32) -> usize {
+    static PROBE: AtomicU32 = AtomicU32::new(0);
+    let n = posix_futex::futex_requeue(word, &PROBE, 0, usize::MAX);
+    let back = posix_futex::futex_requeue(&PROBE, word, 0, usize::MAX);
+    debug_assert_eq!(n, back);
+    n
+}
+
+/// The futex mutex (explicitly, whatever `uklock.mutex` says), first
+/// with a deterministic pile-up: this thread holds it while one thread per
+/// test slot locks it; once all of them sleep on the futex word (counted
+/// there, the word at 2), it unlocks, and the lock passes down the chain
+/// of sleepers — each woken by its predecessor's unlock — until every one
+/// has had it once and the word is back at 0. Then contended stress on
+/// every CPU with exact counts, the word again ending at 0.
+fn futex_mutex_contended_cycles_leave_the_word_0() -> TestResult {
+    let n = threads();
+    let pile = Arc::new(crate::futex::Mutex::new(0u32));
+    let held = pile.lock();
+    let p = pile.clone();
+    let lockers = spawn_n("futex-pile", n, move |_| *p.lock() += 1)?;
+    // SAFETY: only names and reads the futex word.
+    let word = unsafe { pile.raw() }.word();
+    let start = uktime::now();
+    while sleepers_on(word) != n {
+        if start.elapsed() > LOST {
+            ut_fail!("only {} of {} lockers sleep on a held futex mutex", sleepers_on(word), n);
+        }
+        uksched::sleep(Duration::from_millis(1));
+    }
+    ut_assert_eq!(word.load(Ordering::SeqCst), 2, "sleepers, but the word does not say so");
+    drop(held);
+    join_all(lockers);
+    ut_assert_eq!(*pile.lock(), n as u32, "a sleeper never got the mutex");
+    ut_assert_eq!(word.load(Ordering::SeqCst), 0, "the futex word after the chain of wake-ups");
+    ut_assert_eq!(sleepers_on(word), 0, "sleepers left on a free mutex");
+
+    let iters = scaled(1000) as u64;
+    struct Shared {
+        count: crate::futex::Mutex<u64>,
+        inside: AtomicU32,
+        overlaps: AtomicU32,
+        saw_contended: AtomicU64,
+    }
+    let s = Arc::new(Shared {
+        count: crate::futex::Mutex::new(0),
+        inside: AtomicU32::new(0),
+        overlaps: AtomicU32::new(0),
+        saw_contended: AtomicU64::new(0),
+    });
+    let shared = s.clone();
+    let handles = spawn_n("futex-mutex", n, move |_| {
+        let s = &shared;
+        for i in 0..iters {
+            let mut g = s.count.lock();
+            if s.inside.fetch_add(1, Ordering::Relaxed) != 0 {
+                s.overlaps.fetch_add(1, Ordering::Relaxed);
+            }
+            let v = *g;
+            if i % 8 == 0 {
+                uksched::yield_now();
+            }
+            // SAFETY: only reads the futex word.
+            if unsafe { s.count.raw() }.is_contended() {
+                s.saw_contended.fetch_add(1, Ordering::Relaxed);
+            }
+            *g = v + 1;
+            s.inside.fetch_sub(1, Ordering::Relaxed);
+            drop(g);
+        }
+    })?;
+    join_all(handles);
+    ut_assert_eq!(s.overlaps.load(Ordering::Relaxed), 0, "two threads inside the critical section");
+    ut_assert_eq!(*s.count.lock(), n as u64 * iters, "lost updates");
+    // SAFETY: only reads the futex word.
+    let word = unsafe { s.count.raw() }.word();
+    ut_assert_eq!(word.load(Ordering::SeqCst), 0, "the futex word after the last unlock");
+    ut_assert_eq!(sleepers_on(word), 0, "sleepers left on a free mutex");
+    report(format_args!(
+        "uklock: futex mutex: {} sleepers woken one by one; {} threads x {} increments, word 2 seen {} times inside; word 0 after both",
+        n,
+        n,
+        iters,
+        s.saw_contended.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(futex_mutex_contended_cycles_leave_the_word_0);
+
+/// The futex condvar's `notify_all` with N waiters asleep, by a notifier
+/// holding the mutex: it wakes at most one of them and moves the others
+/// onto the mutex's futex word (counted there at once); while the
+/// notifier keeps the mutex, at most one waiter has returned from the
+/// condition variable. When it unlocks, the mutex hands itself down the
+/// chain of requeued waiters (each woken by its predecessor's unlock,
+/// which works only if each re-takes the mutex as `2`): all N finish, none
+/// runs into its timeout, and the word ends at 0.
+fn futex_condvar_notify_all_requeues() -> TestResult {
+    struct Shared {
+        m: crate::futex::Mutex<u32>,
+        cv: crate::futex::Condvar,
+        lost: AtomicU32,
+    }
+    let n = threads();
+    let s = Arc::new(Shared {
+        m: crate::futex::Mutex::new(0),
+        cv: crate::futex::Condvar::new(),
+        lost: AtomicU32::new(0),
+    });
+    let sh = s.clone();
+    let waiters = spawn_n("cv-requeue", n, move |_| {
+        let mut g = sh.m.lock();
+        while *g == 0 {
+            if sh.cv.wait_timeout(&mut g, LOST).timed_out() {
+                sh.lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        *g += 1;
+    })?;
+    // Every waiter asleep on the condition variable's word.
+    let start = uktime::now();
+    while sleepers_on(s.cv.word()) != n {
+        if start.elapsed() > LOST {
+            ut_fail!("only {} of {} waiters went to sleep", sleepers_on(s.cv.word()), n);
+        }
+        uksched::sleep(Duration::from_millis(1));
+    }
+    let mut g = s.m.lock();
+    *g = 1;
+    let notified = s.cv.notify_all();
+    let on_condvar = sleepers_on(s.cv.word());
+    // SAFETY: only names the futex word.
+    let on_mutex = sleepers_on(unsafe { s.m.raw() }.word());
+    // Give a woken waiter time to return (it then sleeps on the mutex).
+    uksched::sleep(Duration::from_millis(20));
+    let still_registered = s.cv.waiting() as usize;
+    drop(g);
+    join_all(waiters);
+    ut_assert_eq!(notified, n, "notify_all woke or moved every waiter");
+    ut_assert_eq!(on_condvar, 0, "waiters left on the condition variable");
+    ut_assert!(
+        on_mutex + 1 >= n && on_mutex <= n,
+        "{} of {} waiters on the mutex right after notify_all: not requeued",
+        on_mutex,
+        n
+    );
+    ut_assert!(
+        n - still_registered <= 1,
+        "{} waiters returned from the condition variable while the mutex was held (woken, not requeued)",
+        n - still_registered
+    );
+    ut_assert_eq!(s.lost.load(Ordering::Relaxed), 0, "requeued waiters ran into their {:?} timeout", LOST);
+    ut_assert_eq!(*s.m.lock(), 1 + n as u32, "every waiter got the mutex once");
+    ut_assert_eq!(s.cv.waiting(), 0);
+    // SAFETY: only reads the futex word.
+    ut_assert_eq!(unsafe { s.m.raw() }.word().load(Ordering::SeqCst), 0, "the mutex's word after the chain");
+    report(format_args!(
+        "uklock: futex condvar: notify_all with {} waiters: {} moved onto the mutex, {} returned before the unlock",
+        n,
+        on_mutex,
+        n - still_registered
+    ));
+    Ok(())
+}
+uktest::test_case!(futex_condvar_notify_all_requeues);
+
+// ---------------------------------------------------------------------------
+// Once
+
+fn once_basics() -> TestResult {
+    let once = crate::Once::new();
+    ut_assert!(!once.is_completed());
+    let mut runs = 0;
+    once.call_once(|| runs += 1);
+    once.call_once(|| runs += 10);
+    ut_assert_eq!(runs, 1, "the second closure ran");
+    ut_assert!(once.is_completed());
+    ut_assert_eq!(once.word().load(Ordering::Relaxed), 3, "COMPLETE");
+    Ok(())
+}
+uktest::test_case!(once_basics);
+
+/// Threads on every CPU run through the same sequence of `Once`s at
+/// once: each closure runs exactly once, every caller sees what it wrote
+/// when `call_once` returns, and callers that came while it ran slept on
+/// the futex word (the closure sees the word at `QUEUED`).
+fn once_runs_each_closure_once_on_every_cpu() -> TestResult {
+    const ONCES: usize = 24;
+    struct Shared {
+        onces: Vec<crate::Once>,
+        runs: Vec<AtomicU32>,
+        values: Vec<AtomicU64>,
+        stale: AtomicU32,
+        saw_queued: AtomicU32,
+    }
+    let n = threads();
+    let s = Arc::new(Shared {
+        onces: (0..ONCES).map(|_| crate::Once::new()).collect(),
+        runs: (0..ONCES).map(|_| AtomicU32::new(0)).collect(),
+        values: (0..ONCES).map(|_| AtomicU64::new(0)).collect(),
+        stale: AtomicU32::new(0),
+        saw_queued: AtomicU32::new(0),
+    });
+    let sh = s.clone();
+    let handles = spawn_n("once", n, move |_| {
+        for r in 0..ONCES {
+            sh.onces[r].call_once(|| {
+                sh.runs[r].fetch_add(1, Ordering::Relaxed);
+                // Let the others arrive and wait.
+                if r % 2 == 0 {
+                    uksched::sleep(Duration::from_millis(1));
+                } else {
+                    uksched::yield_now();
+                }
+                if sh.onces[r].word().load(Ordering::Relaxed) == 2 {
+                    sh.saw_queued.fetch_add(1, Ordering::Relaxed);
+                }
+                sh.values[r].store(r as u64 + 1, Ordering::Relaxed);
+            });
+            if sh.values[r].load(Ordering::Relaxed) != r as u64 + 1 {
+                sh.stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })?;
+    join_all(handles);
+    if let Some(r) = s.runs.iter().position(|c| c.load(Ordering::Relaxed) != 1) {
+        ut_fail!("Once {}: its closure ran {} times", r, s.runs[r].load(Ordering::Relaxed));
+    }
+    ut_assert_eq!(s.stale.load(Ordering::Relaxed), 0, "call_once returned before the closure's writes");
+    ut_assert!(s.onces.iter().all(crate::Once::is_completed));
+    ut_assert!(
+        s.saw_queued.load(Ordering::Relaxed) > 0,
+        "nobody ever waited for a running closure: the test tested nothing"
+    );
+    report(format_args!(
+        "uklock: once: {} threads x {} Onces, each closure ran once, {} had sleepers",
+        n,
+        ONCES,
+        s.saw_queued.load(Ordering::Relaxed)
+    ));
+    Ok(())
+}
+uktest::test_case!(once_runs_each_closure_once_on_every_cpu);
+
 /// Prints one line of figures on the platform console (uklock does not
 /// depend on ukconsole).
 fn report(args: core::fmt::Arguments<'_>) {

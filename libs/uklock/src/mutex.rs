@@ -1,4 +1,5 @@
-//! The sleeping mutex: a futex-style lock word plus a wait queue.
+//! The wait-queue mutex (`uklock.mutex = "waitqueue"`, the default): a
+//! futex-style lock word plus a wait queue of its own.
 //!
 //! The word (Drepper, "Futexes Are Tricky", mutex 3) is `0` unlocked, `1`
 //! locked, `2` locked and maybe contended. `lock` is one compare-and-swap
@@ -19,8 +20,10 @@ const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
 
-/// The raw sleeping mutex behind [`Mutex`]: a 4-byte lock word, the
-/// holder's 8-byte thread id and a wait queue (its spinlock and list head).
+/// The raw wait-queue mutex behind [`waitqueue::Mutex`](crate::waitqueue::Mutex)
+/// (and behind [`crate::RawMutex`] with `uklock.mutex = "waitqueue"`, the
+/// default): a 4-byte lock word, the holder's 8-byte thread id and a wait
+/// queue (its spinlock and list head).
 ///
 /// It implements [`lock_api::RawMutex`] and [`lock_api::RawMutexTimed`]
 /// (with [`Duration`] and [`uksched::Instant`]), and works without lock_api
@@ -28,7 +31,7 @@ const CONTENDED: u32 = 2;
 ///
 /// ```
 /// use lock_api::{RawMutex as _, RawMutexTimed as _};
-/// use uklock::RawMutex;
+/// use uklock::waitqueue::RawMutex;
 ///
 /// static RAW: RawMutex = RawMutex::new();
 /// RAW.lock();
@@ -265,29 +268,3 @@ unsafe impl lock_api::RawMutexTimed for RawMutex {
         RawMutex::try_lock_until(self, deadline)
     }
 }
-
-/// A sleeping mutex: [`lock_api::Mutex`] over [`RawMutex`]. A thread that
-/// finds it held sleeps on its wait queue until the holder releases it.
-///
-/// ```no_run
-/// use uklock::Mutex;
-///
-/// static TOTAL: Mutex<u64> = Mutex::new(0);
-/// let workers: Vec<_> = (0..4)
-///     .map(|_| uksched::spawn(|| for _ in 0..1000 { *TOTAL.lock() += 1 }))
-///     .collect();
-/// workers.into_iter().for_each(|w| w.join());
-/// assert_eq!(*TOTAL.lock(), 4000);
-///
-/// // A timed attempt, and a guard mapped to part of the data:
-/// static PAIR: Mutex<(u32, u32)> = Mutex::new((0, 0));
-/// if let Some(guard) = PAIR.try_lock_for(core::time::Duration::from_millis(5)) {
-///     let mut second = uklock::MutexGuard::map(guard, |p| &mut p.1);
-///     *second = 7;
-/// }
-/// ```
-pub type Mutex<T> = lock_api::Mutex<RawMutex, T>;
-/// The guard of a [`Mutex`]: holds the lock until dropped.
-pub type MutexGuard<'a, T> = lock_api::MutexGuard<'a, RawMutex, T>;
-/// A [`MutexGuard`] mapped to part of the data.
-pub type MappedMutexGuard<'a, T> = lock_api::MappedMutexGuard<'a, RawMutex, T>;

@@ -208,3 +208,93 @@ fn the_wrong_owner_report_names_both_threads() {
 fn the_self_deadlock_report() {
     crate::self_deadlock("Mutex");
 }
+
+#[test]
+fn futex_mutex_uncontended_lock_unlock_and_owner() {
+    let m = crate::futex::Mutex::new(1u32);
+    {
+        let mut g = m.lock();
+        *g += 1;
+        assert!(m.is_locked());
+        assert!(m.try_lock().is_none());
+        // SAFETY: only reads the owner field.
+        assert_eq!(unsafe { m.raw() }.owner(), Some(BEFORE_SCHEDULER));
+        // SAFETY: only reads the futex word.
+        assert_eq!(unsafe { m.raw() }.word().load(Ordering::Relaxed), 1, "locked, no sleeper announced");
+    }
+    // SAFETY: only reads the owner field and the word.
+    let raw = unsafe { m.raw() };
+    assert_eq!(raw.owner(), None);
+    assert_eq!(raw.word().load(Ordering::Relaxed), 0);
+    assert!(!raw.is_contended());
+    assert_eq!(m.try_lock_for(core::time::Duration::from_secs(1)).map(|g| *g), Some(2));
+    assert_eq!(m.into_inner(), 2);
+}
+
+#[test]
+fn futex_mutex_try_lock_excludes_across_threads() {
+    const ITERS: u32 = 20_000;
+    let shared = Arc::new((crate::futex::Mutex::new(0u32), AtomicU32::new(0), AtomicU32::new(0)));
+    let s = shared.clone();
+    on_threads(4, move |_| {
+        for _ in 0..ITERS {
+            let mut g = loop {
+                match s.0.try_lock() {
+                    Some(g) => break g,
+                    None => std::thread::yield_now(),
+                }
+            };
+            if s.1.fetch_add(1, Ordering::Relaxed) != 0 {
+                s.2.fetch_add(1, Ordering::Relaxed);
+            }
+            let v = *g;
+            std::hint::spin_loop();
+            *g = v + 1;
+            s.1.fetch_sub(1, Ordering::Relaxed);
+        }
+    });
+    assert_eq!(shared.2.load(Ordering::Relaxed), 0, "two holders at once");
+    assert_eq!(*shared.0.lock(), 4 * ITERS);
+}
+
+#[test]
+fn futex_condvar_notify_without_waiters_is_a_no_op() {
+    let cv = crate::futex::Condvar::new();
+    assert!(!cv.notify_one());
+    assert_eq!(cv.notify_all(), 0);
+}
+
+#[test]
+fn the_configured_mutex_is_the_declared_default() {
+    // Host builds see every option's default: `waitqueue`.
+    assert_eq!(crate::MUTEX, ukconfig::uklock::Mutex::Waitqueue);
+    assert_eq!(crate::select::configured_name(), "waitqueue");
+    assert_eq!(
+        core::any::type_name::<crate::RawMutex>(),
+        core::any::type_name::<crate::waitqueue::RawMutex>()
+    );
+    assert_eq!(core::any::type_name::<Condvar>(), core::any::type_name::<crate::waitqueue::Condvar>());
+}
+
+#[test]
+fn once_runs_its_closure_once() {
+    static ONCE: crate::Once = crate::Once::new();
+    let mut runs = 0;
+    assert!(!ONCE.is_completed());
+    ONCE.call_once(|| runs += 1);
+    ONCE.call_once(|| runs += 10);
+    assert_eq!(runs, 1);
+    assert!(ONCE.is_completed());
+}
+
+#[test]
+fn a_panicking_once_closure_leaves_it_incomplete() {
+    let once = crate::Once::new();
+    let r =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| once.call_once(|| panic!("init failed"))));
+    assert!(r.is_err());
+    assert!(!once.is_completed(), "no poisoning: the next caller runs its closure");
+    let mut ran = false;
+    once.call_once(|| ran = true);
+    assert!(ran && once.is_completed());
+}

@@ -19,6 +19,7 @@
 //! | 28 | local APIC id | [`this_apic_id`] |
 //! | 32 | extended-quiescent-state counter (odd: running, even: idle) | [`eqs_enter`] / [`eqs_exit`] / [`eqs_counter`] |
 //! | 40 | the running interrupt came from an extended quiescent state | [`irq_enter`] / [`irq_exit`] |
+//! | 48 | the running thread's id (0: none), set by the scheduler at each switch | [`current_thread_id`] (`mov gs:[48]`) / [`set_current_thread_id`] |
 //!
 //! A read-modify-write on `gs:[..]` is a single instruction, so it cannot be
 //! torn by an interrupt on the same CPU; other CPUs never write a header's
@@ -86,6 +87,8 @@ pub struct CpuLocal {
     /// The outermost interrupt handler running now interrupted an
     /// extended quiescent state (and made `eqs` odd).
     irq_from_eqs: AtomicU32,
+    /// The running thread's id, 0 when none (see [`current_thread_id`]).
+    thread_id: AtomicU64,
 }
 
 impl CpuLocal {
@@ -99,6 +102,7 @@ impl CpuLocal {
             apic_id: AtomicU32::new(0),
             eqs: AtomicU64::new(1),
             irq_from_eqs: AtomicU32::new(0),
+            thread_id: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +132,7 @@ const _: () = {
     assert!(core::mem::offset_of!(CpuLocal, apic_id) == 28);
     assert!(core::mem::offset_of!(CpuLocal, eqs) == 32);
     assert!(core::mem::offset_of!(CpuLocal, irq_from_eqs) == 40);
+    assert!(core::mem::offset_of!(CpuLocal, thread_id) == 48);
 };
 
 /// Every CPU's header, indexed by [`CpuIndex`].
@@ -203,6 +208,36 @@ pub fn try_this_cpu() -> Option<CpuIndex> {
     }
     #[cfg(not(target_os = "none"))]
     Some(host::this_cpu())
+}
+
+/// The id of the thread running this code, as the scheduler recorded it at
+/// its last switch on this CPU (0: no thread yet). One instruction
+/// (`mov gs:[48]`), so preemption cannot split it: a thread moved to another
+/// CPU right before or after still reads its own id — whichever CPU it
+/// runs the instruction on, that CPU's running thread is the caller. For
+/// owner fields of locks, which must not disable preemption to know who
+/// they are.
+#[inline(always)]
+pub fn current_thread_id() -> u64 {
+    #[cfg(target_os = "none")]
+    {
+        let id: u64;
+        // SAFETY: GS points at this CPU's `CpuLocal`, whose offset 48 is
+        // the running thread's id.
+        unsafe {
+            core::arch::asm!("mov {}, gs:[48]", out(reg) id, options(nostack, readonly, preserves_flags))
+        };
+        id
+    }
+    #[cfg(not(target_os = "none"))]
+    local(host::this_cpu()).thread_id.load(Ordering::Relaxed)
+}
+
+/// Records `id` as the thread now running on this CPU (the scheduler, at
+/// each switch, with interrupts disabled).
+#[inline(always)]
+pub fn set_current_thread_id(id: u64) {
+    this_local().thread_id.store(id, Ordering::Relaxed);
 }
 
 /// The local APIC id of the CPU running this code.

@@ -220,12 +220,13 @@ pub(crate) fn current_id() -> u64 {
     })
 }
 
-/// The running thread's id, or None before the scheduler runs on this CPU.
-#[inline]
+/// The running thread's id, or None before the scheduler runs on this CPU:
+/// one `gs`-relative load (`ukplat::cpu::current_thread_id`, set at every
+/// switch), no preemption control needed.
+#[inline(always)]
 pub(crate) fn try_current_id() -> Option<u64> {
-    let p = current_ptr();
-    // SAFETY: the running thread's record lives while it runs.
-    (!p.is_null()).then(|| unsafe { (*p).id })
+    let id = ukplat::cpu::current_thread_id();
+    (id != 0).then_some(id)
 }
 
 // ---------------------------------------------------------------------------
@@ -395,6 +396,7 @@ fn switch_away() {
     let next_rsp = unsafe { *next.saved_rsp.get() };
     let next_ptr = Arc::as_ptr(&next);
     cpu.current.store(next_ptr.cast_mut(), Ordering::Relaxed);
+    ukplat::cpu::set_current_thread_id(next.id);
     cpu.busy.store(!next.is_idle, Ordering::Relaxed);
     if PREEMPTIVE {
         rq.slice_end = if !next.is_idle && !rq.queue.is_empty() { now + SLICE_NS } else { NONE };
@@ -821,6 +823,7 @@ fn adopt(current: Arc<ThreadInner>, idle: Arc<ThreadInner>) {
     current.cpu.store(me, Ordering::Relaxed);
     idle.cpu.store(me, Ordering::Relaxed);
     s.current.store(Arc::as_ptr(&current).cast_mut(), Ordering::Relaxed);
+    ukplat::cpu::set_current_thread_id(current.id);
     s.busy.store(!current.is_idle, Ordering::Relaxed);
     s.last_switch_ns.store(uktime::now().as_nanos(), Ordering::Relaxed);
     rq.current = Some(current);

@@ -380,7 +380,9 @@ pub fn current_id() -> u64 {
 }
 
 /// The calling thread's id, or None where no thread runs yet (before the
-/// scheduler started on this CPU).
+/// scheduler started on this CPU): one load from the per-CPU header
+/// (`ukplat::cpu::current_thread_id`), cheap enough for lock owner fields.
+#[inline(always)]
 pub fn try_current_id() -> Option<u64> {
     sched::try_current_id()
 }
