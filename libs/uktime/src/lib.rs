@@ -42,9 +42,9 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod calibrate;
-pub mod realtime;
 #[cfg(feature = "uktest")]
 mod guest_tests;
+pub mod realtime;
 pub mod timer;
 
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};

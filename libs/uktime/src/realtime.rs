@@ -165,7 +165,10 @@ pub(crate) fn init() {
             RTC_PRESENT.store(true, Ordering::Release);
         }
         None => {
-            let _ = core::fmt::Write::write_str(&mut ukplat::console::Writer, "uktime: no CMOS RTC answers; the realtime clock starts at the epoch\n");
+            let _ = core::fmt::Write::write_str(
+                &mut ukplat::console::Writer,
+                "uktime: no CMOS RTC answers; the realtime clock starts at the epoch\n",
+            );
             set_realtime_at(Duration::ZERO, at);
         }
     }
