@@ -60,12 +60,50 @@ const UNLOCKED: u32 = 0;
 const LOCKED: u32 = 1;
 const CONTENDED: u32 = 2;
 
+/// Where the contended lockers of a [`ThreeStateMutex`] sleep: `posix-futex`'s
+/// hashed buckets ([`Futex`], no memory of its own) or a wait queue inside
+/// the mutex (`waitqueue::RawMutex`'s). Either way the word is checked
+/// under the sleep's lock, so an `unlock` that swapped the word either is
+/// seen by the check or finds the sleeper.
+pub trait Sleep: Sync {
+    /// A new, empty one (for `const` construction).
+    #[allow(clippy::declare_interior_mutable_const, reason = "a const initialiser, as lock_api's INIT")]
+    const NEW: Self;
+
+    /// Sleeps while `word` holds `val` (checked under the sleep's lock),
+    /// until a wake-up or `deadline`.
+    fn wait(&self, word: &AtomicU32, val: u32, deadline: Option<Instant>) -> Wait;
+
+    /// Wakes one thread sleeping on `word`.
+    fn wake_one(&self, word: &AtomicU32);
+}
+
+/// The sleep of the futex mutex: `posix-futex`, keyed by the word's
+/// address (nothing stored in the mutex).
+#[derive(Debug, Default)]
+pub struct Futex;
+
+impl Sleep for Futex {
+    const NEW: Self = Futex;
+
+    #[inline]
+    fn wait(&self, word: &AtomicU32, val: u32, deadline: Option<Instant>) -> Wait {
+        sys::wait(word, val, deadline)
+    }
+
+    #[inline]
+    fn wake_one(&self, word: &AtomicU32) {
+        sys::wake(word, 1);
+    }
+}
+
 /// The raw futex mutex behind [`futex::Mutex`](crate::futex::Mutex) (and
 /// behind [`crate::RawMutex`] with `uklock.mutex = "futex"`): a 4-byte futex
 /// word and the holder's 8-byte thread id — 16 bytes, no queue of its own
 /// (sleepers wait in `posix-futex`'s hashed buckets).
 ///
-/// The same interface as the wait-queue [`waitqueue::RawMutex`](crate::waitqueue::RawMutex):
+/// The same interface as the wait-queue [`waitqueue::RawMutex`](crate::waitqueue::RawMutex)
+/// — the same [`ThreeStateMutex`] over another [`Sleep`]:
 /// [`lock_api::RawMutex`] and [`lock_api::RawMutexTimed`] (with
 /// [`Duration`](core::time::Duration) and [`uksched::Instant`]), the same
 /// owner checks and reports, and the same inherent methods.
@@ -83,34 +121,40 @@ const CONTENDED: u32 = 2;
 /// // SAFETY: locked just above by this thread.
 /// unsafe { RAW.unlock() };
 /// ```
-pub struct RawMutex {
+pub type RawMutex = ThreeStateMutex<Futex>;
+
+/// Drepper's three-state mutex (see the module documentation) over a
+/// [`Sleep`]: a 4-byte word, the holder's 8-byte thread id, and the sleep
+/// (nothing for [`Futex`], a wait queue for the wait-queue mutex).
+pub struct ThreeStateMutex<S: Sleep> {
     /// The futex word: [`UNLOCKED`], [`LOCKED`] or [`CONTENDED`].
     state: AtomicU32,
     /// The holder's thread id (0 when free). Written only by the holder,
     /// with plain (relaxed) stores: the lock word orders it.
     owner: AtomicU64,
+    sleep: S,
 }
 
-impl Default for RawMutex {
+impl<S: Sleep> Default for ThreeStateMutex<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl core::fmt::Debug for RawMutex {
+impl<S: Sleep> core::fmt::Debug for ThreeStateMutex<S> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RawMutex")
+        f.debug_struct("ThreeStateMutex")
             .field("state", &self.state.load(Ordering::Relaxed))
             .field("owner", &self.owner())
             .finish()
     }
 }
 
-impl RawMutex {
+impl<S: Sleep> ThreeStateMutex<S> {
     const_fn! {
         /// An unlocked mutex.
         pub fn new() -> Self {
-            Self { state: AtomicU32::new(UNLOCKED), owner: AtomicU64::new(NO_THREAD) }
+            Self { state: AtomicU32::new(UNLOCKED), owner: AtomicU64::new(NO_THREAD), sleep: S::NEW }
         }
     }
 
@@ -196,7 +240,7 @@ impl RawMutex {
             }
             // Sleep while the word is still 2 (checked under the futex
             // bucket's lock: an unlock either is seen here or finds us).
-            if sys::wait(&self.state, CONTENDED, deadline) == Wait::TimedOut {
+            if self.sleep.wait(&self.state, CONTENDED, deadline) == Wait::TimedOut {
                 // Not woken (a wake-up reaches exactly one of waker and
                 // timer), so no wake-up is lost by leaving; one last try.
                 return self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED;
@@ -307,7 +351,7 @@ impl RawMutex {
     #[cold]
     #[inline(never)]
     fn wake_one(&self) {
-        sys::wake(&self.state, 1);
+        self.sleep.wake_one(&self.state);
     }
 
     /// Whether it is held.
@@ -355,7 +399,7 @@ pub enum BrokenUnlock {
 // `0 → 1` compare-and-swap or a swap that returned `0` acquires it, and
 // only `unlock` (by the holder) stores `0` again.
 #[cfg(not(loom))]
-unsafe impl lock_api::RawMutex for RawMutex {
+unsafe impl<S: Sleep> lock_api::RawMutex for ThreeStateMutex<S> {
     #[allow(clippy::declare_interior_mutable_const, reason = "lock_api's INIT pattern")]
     const INIT: Self = Self::new();
 
@@ -366,40 +410,40 @@ unsafe impl lock_api::RawMutex for RawMutex {
     #[inline]
     #[track_caller]
     fn lock(&self) {
-        RawMutex::lock(self);
+        ThreeStateMutex::lock(self);
     }
 
     #[inline]
     fn try_lock(&self) -> bool {
-        RawMutex::try_lock(self)
+        ThreeStateMutex::try_lock(self)
     }
 
     #[inline]
     #[track_caller]
     unsafe fn unlock(&self) {
         // SAFETY: forwarded contract: the lock is held by the caller.
-        unsafe { RawMutex::unlock(self) }
+        unsafe { ThreeStateMutex::unlock(self) }
     }
 
     #[inline]
     fn is_locked(&self) -> bool {
-        RawMutex::is_locked(self)
+        ThreeStateMutex::is_locked(self)
     }
 }
 
 // SAFETY: as for `RawMutex`; a timed acquire succeeds only as `lock` does.
 #[cfg(not(loom))]
-unsafe impl lock_api::RawMutexTimed for RawMutex {
+unsafe impl<S: Sleep> lock_api::RawMutexTimed for ThreeStateMutex<S> {
     type Duration = core::time::Duration;
     type Instant = Instant;
 
     #[track_caller]
     fn try_lock_for(&self, timeout: core::time::Duration) -> bool {
-        RawMutex::try_lock_for(self, timeout)
+        ThreeStateMutex::try_lock_for(self, timeout)
     }
 
     #[track_caller]
     fn try_lock_until(&self, deadline: Instant) -> bool {
-        RawMutex::try_lock_until(self, deadline)
+        ThreeStateMutex::try_lock_until(self, deadline)
     }
 }

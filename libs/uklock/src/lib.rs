@@ -11,7 +11,7 @@
 //!
 //! | type | what | uncontended cost | fairness |
 //! |---|---|---|---|
-//! | [`Mutex<T>`] (+ [`MutexGuard`], [`MappedMutexGuard`]) over [`RawMutex`], `waitqueue` ([`waitqueue::RawMutex`]) | mutual exclusion; owner-checked; timed (`try_lock_for`/`try_lock_until`); 4-byte word + 8-byte owner + a wait queue (its spinlock and list head) | lock: 1 `lock cmpxchg` + the owner id (a few plain loads, a plain store); unlock: the owner id again, a compare, 1 `xchg`. Contended: the mutex's own wait queue (its spinlock, a list insertion, a context switch) | none (barging, as Linux's): a released lock goes to whoever swaps first, and a woken sleeper that loses queues again at the back — a thread re-taking the lock in a loop can hold sleepers off |
+//! | [`Mutex<T>`] (+ [`MutexGuard`], [`MappedMutexGuard`]) over [`RawMutex`], `waitqueue` ([`waitqueue::RawMutex`]) | mutual exclusion; owner-checked; timed (`try_lock_for`/`try_lock_until`); 4-byte word + 8-byte owner + a wait queue (its spinlock and list head) | lock: 1 `lock cmpxchg` + the owner id (one `gs` load, a plain store); unlock: the owner id again, a compare, 1 `xchg`. Contended: the mutex's own wait queue (its spinlock, a list insertion, a context switch) | none (barging, as Linux's): a released lock goes to whoever swaps first, and a woken sleeper that loses queues again at the back — a thread re-taking the lock in a loop can hold sleepers off |
 //! | the same over `futex` ([`futex::RawMutex`]) | the same API, checks and reports; 4-byte futex word + 8-byte owner, nothing else (16 bytes) | the same instructions. Contended: `futex_wait`/`futex_wake` — a hash of the word's address, the bucket's spinlock (shared with unrelated futexes in that bucket), then the same list insertion and context switch | none, the same barging; sleepers of one word wake in FIFO order |
 //! | [`RwLock<T>`] (+ read/write guards, mapped guards) over [`RawRwLock`] | readers share, a writer is alone | read: a load + 1 `lock cmpxchg`, unlock 1 `lock xadd`; write: 1 `lock cmpxchg` + the owner store, unlock 1 `lock xadd` | writer-preferring: a waiting writer stops new readers, so writers never starve (readers may, under a stream of writers) |
 //! | [`Semaphore`] (+ [`SemaphoreGuard`]) | counting: `acquire`, `try_acquire`, `acquire_timeout`, `release(_n)` | acquire: a load + 1 `lock cmpxchg`; release: 1 `lock xadd` + a load | none, as for the mutex: a permit goes to whoever takes it first |
@@ -271,7 +271,7 @@ pub use sys::Instant;
 #[cfg(not(loom))]
 pub mod waitqueue {
     pub use crate::condvar::Condvar;
-    pub use crate::mutex::RawMutex;
+    pub use crate::mutex::{Queue, RawMutex};
 
     /// A sleeping mutex on its own wait queue: [`lock_api::Mutex`] over
     /// [`RawMutex`].
@@ -293,7 +293,8 @@ pub mod futex {
     pub use crate::futex_condvar::Condvar;
     #[cfg(loom)]
     pub use crate::futex_mutex::BrokenUnlock;
-    pub use crate::futex_mutex::RawMutex;
+    pub use crate::futex_mutex::{Futex, RawMutex, Sleep, ThreeStateMutex};
+    pub use crate::sys::Wait;
 
     /// A sleeping mutex on a futex word: [`lock_api::Mutex`] over
     /// [`RawMutex`].
@@ -396,8 +397,8 @@ pub mod select {
 /// // Host builds see the declared default, `waitqueue`, unless built with
 /// // an app's configuration.
 /// let expected = match uklock::MUTEX {
-///     ukconfig::uklock::Mutex::Waitqueue => "uklock::mutex::RawMutex",
-///     ukconfig::uklock::Mutex::Futex => "uklock::futex_mutex::RawMutex",
+///     ukconfig::uklock::Mutex::Waitqueue => "uklock::futex_mutex::ThreeStateMutex<uklock::mutex::Queue>",
+///     ukconfig::uklock::Mutex::Futex => "uklock::futex_mutex::ThreeStateMutex<uklock::futex_mutex::Futex>",
 /// };
 /// assert_eq!(core::any::type_name::<RawMutex>(), expected);
 ///

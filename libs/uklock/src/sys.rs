@@ -51,9 +51,9 @@ macro_rules! const_fn {
 }
 pub(crate) use const_fn;
 
-/// How a futex wait ended.
+/// How a futex wait (or a [`Sleep`](crate::futex::Sleep)'s wait) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Wait {
+pub enum Wait {
     /// A wake-up (possibly after a requeue to another word).
     Woken,
     /// The word did not hold the expected value: not queued (`EAGAIN`).
