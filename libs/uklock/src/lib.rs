@@ -130,14 +130,18 @@
 //!
 //! ## No lost wake-ups
 //!
-//! The `waitqueue` paths use [`uksched::WaitQueue::wait_with`]: the thread
-//! is put on the queue *first*, then it re-checks the lock word (or, for
-//! the condition variable, releases the mutex), and sleeps only if nothing
-//! changed. A releaser changes the word *first*, then looks at the queue.
-//! Either the check sees the release, or the releaser finds the sleeper —
-//! the futex contract, with the wait queue's lock in the futex bucket's
-//! place; the `futex` implementation and [`Once`] use that contract
-//! itself. Timed waits end either by a wake-up or by the timer, never both
+//! Both mutexes are one algorithm ([`futex::ThreeStateMutex`]) over two
+//! places to sleep ([`futex::Sleep`]): `posix-futex`'s buckets, or a wait
+//! queue of the mutex's own whose [`uksched::WaitQueue::wait_if`] checks
+//! the lock word under the queue's lock, as a futex checks it under its
+//! bucket's. The other `waitqueue` paths (the condition variable, the
+//! semaphore, the reader-writer lock) use [`uksched::WaitQueue::wait_with`]:
+//! the thread is put on the queue *first*, then it re-checks its word (or,
+//! for the condition variable, releases the mutex), and sleeps only if
+//! nothing changed. A releaser changes the word *first*, then looks at the
+//! queue. Either the check sees the release, or the releaser finds the
+//! sleeper — the futex contract; the `futex` implementation and [`Once`]
+//! use it through `posix-futex` itself. Timed waits end either by a wake-up or by the timer, never both
 //! (the wait queue guarantees it), so a thread that times out never takes
 //! a wake-up meant for another.
 //!
