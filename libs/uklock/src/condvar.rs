@@ -9,11 +9,9 @@
 //! was free. `sleepers` counts threads between registering and waking, so
 //! a notification with nobody waiting is one load.
 
-use crate::WaitTimeoutResult;
 use crate::mutex::RawMutex;
 use crate::waitqueue::MutexGuard;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use core::time::Duration;
 use uksched::{Instant, WaitQueue, WaitResult};
 
 /// A condition variable for [`waitqueue::Mutex`](crate::waitqueue::Mutex)
@@ -62,80 +60,19 @@ impl core::fmt::Debug for Condvar {
     }
 }
 
+condvar_waits!(MutexGuard<'_, T>);
+
 impl Condvar {
     /// A condition variable nobody waits on.
     pub const fn new() -> Self {
         Self { sleepers: AtomicUsize::new(0), queue: WaitQueue::new() }
     }
 
-    /// Releases the guard's mutex, sleeps until notified (or spuriously
-    /// woken), and takes the mutex again before returning.
-    ///
-    /// # Panics
-    /// In an interrupt handler or with preemption disabled (the scheduler
-    /// refuses to sleep there); when the mutex's unlock or relock panics.
-    pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
-        self.wait_inner(guard, None);
-    }
-
-    /// Waits while `condition` holds: returns, with the mutex held, once
-    /// it is false (at once if it is false already).
-    ///
-    /// # Panics
-    /// As [`wait`](Self::wait).
-    pub fn wait_while<T: ?Sized>(
-        &self,
-        guard: &mut MutexGuard<'_, T>,
-        mut condition: impl FnMut(&mut T) -> bool,
-    ) {
-        while condition(&mut **guard) {
-            self.wait(guard);
-        }
-    }
-
-    /// [`wait`](Self::wait) for at most `timeout`: timed out when no
-    /// notification came in time (never earlier than `timeout`).
-    ///
-    /// # Panics
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout<T: ?Sized>(
-        &self,
-        guard: &mut MutexGuard<'_, T>,
-        timeout: Duration,
-    ) -> WaitTimeoutResult {
-        self.wait_until(guard, uktime::now() + timeout)
-    }
-
-    /// [`wait`](Self::wait) until `deadline` at most.
-    ///
-    /// # Panics
-    /// As [`wait`](Self::wait).
-    pub fn wait_until<T: ?Sized>(
-        &self,
-        guard: &mut MutexGuard<'_, T>,
-        deadline: Instant,
-    ) -> WaitTimeoutResult {
-        WaitTimeoutResult(self.wait_inner(guard, Some(deadline)) == WaitResult::TimedOut)
-    }
-
-    /// [`wait_while`](Self::wait_while) for at most `timeout`: timed out
-    /// when the condition still held as the timeout passed.
-    ///
-    /// # Panics
-    /// As [`wait`](Self::wait).
-    pub fn wait_timeout_while<T: ?Sized>(
-        &self,
-        guard: &mut MutexGuard<'_, T>,
-        timeout: Duration,
-        mut condition: impl FnMut(&mut T) -> bool,
-    ) -> WaitTimeoutResult {
-        let deadline = uktime::now() + timeout;
-        while condition(&mut **guard) {
-            if self.wait_until(guard, deadline).timed_out() {
-                return WaitTimeoutResult(condition(&mut **guard));
-            }
-        }
-        WaitTimeoutResult(false)
+    /// The one wait the methods of `condvar_waits!` use: true when it
+    /// timed out.
+    #[track_caller]
+    fn wait_guard<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) -> bool {
+        self.wait_inner(guard, deadline) == WaitResult::TimedOut
     }
 
     fn wait_inner<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) -> WaitResult {

@@ -280,88 +280,12 @@ impl Condvar {
 #[cfg(not(loom))]
 mod typed {
     use super::Condvar;
-    use crate::WaitTimeoutResult;
     use crate::futex::MutexGuard;
-    use core::time::Duration;
     use uksched::Instant;
 
+    condvar_waits!(MutexGuard<'_, T>);
+
     impl Condvar {
-        /// Releases the guard's mutex, sleeps until notified (or spuriously
-        /// woken), and takes the mutex again before returning.
-        ///
-        /// # Panics
-        /// In an interrupt handler or with preemption disabled (the
-        /// scheduler refuses to sleep there); when the mutex's unlock or
-        /// relock panics.
-        #[track_caller]
-        pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
-            self.wait_guard(guard, None);
-        }
-
-        /// Waits while `condition` holds: returns, with the mutex held,
-        /// once it is false (at once if it is false already).
-        ///
-        /// # Panics
-        /// As [`wait`](Self::wait).
-        #[track_caller]
-        pub fn wait_while<T: ?Sized>(
-            &self,
-            guard: &mut MutexGuard<'_, T>,
-            mut condition: impl FnMut(&mut T) -> bool,
-        ) {
-            while condition(&mut **guard) {
-                self.wait(guard);
-            }
-        }
-
-        /// [`wait`](Self::wait) for at most `timeout`: timed out when no
-        /// notification came in time (never earlier than `timeout`).
-        ///
-        /// # Panics
-        /// As [`wait`](Self::wait).
-        #[track_caller]
-        pub fn wait_timeout<T: ?Sized>(
-            &self,
-            guard: &mut MutexGuard<'_, T>,
-            timeout: Duration,
-        ) -> WaitTimeoutResult {
-            self.wait_until(guard, uktime::now() + timeout)
-        }
-
-        /// [`wait`](Self::wait) until `deadline` at most.
-        ///
-        /// # Panics
-        /// As [`wait`](Self::wait).
-        #[track_caller]
-        pub fn wait_until<T: ?Sized>(
-            &self,
-            guard: &mut MutexGuard<'_, T>,
-            deadline: Instant,
-        ) -> WaitTimeoutResult {
-            WaitTimeoutResult(self.wait_guard(guard, Some(deadline)))
-        }
-
-        /// [`wait_while`](Self::wait_while) for at most `timeout`: timed
-        /// out when the condition still held as the timeout passed.
-        ///
-        /// # Panics
-        /// As [`wait`](Self::wait).
-        #[track_caller]
-        pub fn wait_timeout_while<T: ?Sized>(
-            &self,
-            guard: &mut MutexGuard<'_, T>,
-            timeout: Duration,
-            mut condition: impl FnMut(&mut T) -> bool,
-        ) -> WaitTimeoutResult {
-            let deadline = uktime::now() + timeout;
-            while condition(&mut **guard) {
-                if self.wait_until(guard, deadline).timed_out() {
-                    return WaitTimeoutResult(condition(&mut **guard));
-                }
-            }
-            WaitTimeoutResult(false)
-        }
-
         #[track_caller]
         fn wait_guard<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Option<Instant>) -> bool {
             // SAFETY: the raw mutex is only used to release and retake the

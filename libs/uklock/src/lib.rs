@@ -240,6 +240,97 @@
 #[cfg(loom)]
 extern crate std;
 
+/// The waiting methods of a condition variable, written once for both
+/// implementations: `$guard` is its mutex's guard type, and the type
+/// provides `wait_guard(&self, guard, deadline: Option<Instant>) -> bool`
+/// (releases the guard's mutex, sleeps until notified or the deadline,
+/// re-takes the mutex; true: timed out).
+#[cfg(not(loom))]
+macro_rules! condvar_waits {
+    ($guard:ty) => {
+        impl Condvar {
+            /// Releases the guard's mutex, sleeps until notified (or
+            /// spuriously woken), and takes the mutex again before
+            /// returning.
+            ///
+            /// # Panics
+            /// In an interrupt handler or with preemption disabled (the
+            /// scheduler refuses to sleep there); when the mutex's unlock
+            /// or relock panics.
+            #[track_caller]
+            pub fn wait<T: ?Sized>(&self, guard: &mut $guard) {
+                self.wait_guard(guard, None);
+            }
+
+            /// Waits while `condition` holds: returns, with the mutex
+            /// held, once it is false (at once if it is false already).
+            ///
+            /// # Panics
+            /// As [`wait`](Self::wait).
+            #[track_caller]
+            pub fn wait_while<T: ?Sized>(
+                &self,
+                guard: &mut $guard,
+                mut condition: impl FnMut(&mut T) -> bool,
+            ) {
+                while condition(&mut **guard) {
+                    self.wait(guard);
+                }
+            }
+
+            /// [`wait`](Self::wait) for at most `timeout`: timed out when
+            /// no notification came in time (never earlier than
+            /// `timeout`).
+            ///
+            /// # Panics
+            /// As [`wait`](Self::wait).
+            #[track_caller]
+            pub fn wait_timeout<T: ?Sized>(
+                &self,
+                guard: &mut $guard,
+                timeout: core::time::Duration,
+            ) -> $crate::WaitTimeoutResult {
+                self.wait_until(guard, uktime::now() + timeout)
+            }
+
+            /// [`wait`](Self::wait) until `deadline` at most.
+            ///
+            /// # Panics
+            /// As [`wait`](Self::wait).
+            #[track_caller]
+            pub fn wait_until<T: ?Sized>(
+                &self,
+                guard: &mut $guard,
+                deadline: uksched::Instant,
+            ) -> $crate::WaitTimeoutResult {
+                $crate::WaitTimeoutResult(self.wait_guard(guard, Some(deadline)))
+            }
+
+            /// [`wait_while`](Self::wait_while) for at most `timeout`:
+            /// timed out when the condition still held as the timeout
+            /// passed.
+            ///
+            /// # Panics
+            /// As [`wait`](Self::wait).
+            #[track_caller]
+            pub fn wait_timeout_while<T: ?Sized>(
+                &self,
+                guard: &mut $guard,
+                timeout: core::time::Duration,
+                mut condition: impl FnMut(&mut T) -> bool,
+            ) -> $crate::WaitTimeoutResult {
+                let deadline = uktime::now() + timeout;
+                while condition(&mut **guard) {
+                    if self.wait_until(guard, deadline).timed_out() {
+                        return $crate::WaitTimeoutResult(condition(&mut **guard));
+                    }
+                }
+                $crate::WaitTimeoutResult(false)
+            }
+        }
+    };
+}
+
 #[cfg(not(loom))]
 mod condvar;
 mod futex_condvar;

@@ -36,20 +36,9 @@ pub type Instant = uksched::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Instant;
 
-/// Defines a constructor that is a `const fn` normally and a plain `fn`
-/// under loom (whose atomics and mutex have no `const` constructor).
-macro_rules! const_fn {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident() -> $ret:ty $body:block) => {
-        $(#[$meta])*
-        #[cfg(not(loom))]
-        $vis const fn $name() -> $ret $body
-
-        $(#[$meta])*
-        #[cfg(loom)]
-        $vis fn $name() -> $ret $body
-    };
-}
-pub(crate) use const_fn;
+/// Constructors that are `const fn` normally and plain `fn` under loom
+/// (ukspin's macro; the `cfg(loom)` is this crate's).
+pub(crate) use ukspin::const_fn_unless_loom as const_fn;
 
 /// How a futex wait (or a [`Sleep`](crate::futex::Sleep)'s wait) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,8 +14,12 @@ pub(crate) use core::sync::atomic::{Ordering, compiler_fence};
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32};
 
 /// Defines a constructor that is a `const fn` normally and a plain `fn`
-/// under loom (whose atomics have no `const` constructor).
-macro_rules! const_fn {
+/// under loom (whose atomics and mutex have no `const` constructor). The
+/// `cfg(loom)` is the calling crate's: exported for the crates above whose
+/// loom models run the same way (`uklock`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! const_fn_unless_loom {
     ($(#[$meta:meta])* $vis:vis fn $name:ident() -> $ret:ty $body:block) => {
         $(#[$meta])*
         #[cfg(not(loom))]
@@ -26,7 +30,7 @@ macro_rules! const_fn {
         $vis fn $name() -> $ret $body
     };
 }
-pub(crate) use const_fn;
+pub(crate) use crate::const_fn_unless_loom as const_fn;
 
 /// The waiting part of a spin loop: `pause`, plus what the host and loom
 /// need (zero-sized in the guest).
