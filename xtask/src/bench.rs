@@ -19,6 +19,11 @@ pub enum BenchCmd {
         /// Accelerator: auto, kvm or tcg.
         #[arg(long, default_value = "auto")]
         accel: String,
+        /// Count instructions instead (TCG with `-icount`): helloworld's
+        /// first instruction -> main, per boot stage, on each machine; the
+        /// counts must be the same in every boot.
+        #[arg(long)]
+        icount: bool,
     },
     /// SMP: application processor start, IPI and cross-CPU call round trips,
     /// spinlock throughput and fairness. Without --accel/--smp it runs TCG
@@ -110,7 +115,8 @@ pub enum BenchCmd {
 /// Runs a benchmark.
 pub fn run(which: &BenchCmd) -> Result<ExitCode> {
     match which {
-        BenchCmd::Boot { repeats, accel } => boot(*repeats, accel),
+        BenchCmd::Boot { repeats, accel: _, icount: true } => boot_icount(*repeats),
+        BenchCmd::Boot { repeats, accel, icount: false } => boot(*repeats, accel),
         BenchCmd::Smp { repeats, accel, smp, ipi_rounds } => {
             smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
         }
@@ -220,6 +226,84 @@ fn boot(repeats: usize, accel: &str) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `ukboot: boot stage NAME N` lines and the `ukboot: first
+/// instruction to main N` total of a boot with `ukboot.init_times`.
+pub fn boot_stages(serial: &str) -> (Vec<(String, u64)>, Option<u64>) {
+    let stages = serial
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.strip_prefix("ukboot: boot stage ")?.rsplit_once(' ')?;
+            Some((name.to_string(), n.trim().parse().ok()?))
+        })
+        .collect();
+    let total = serial
+        .lines()
+        .find_map(|l| l.strip_prefix("ukboot: first instruction to main ")?.trim().parse().ok());
+    (stages, total)
+}
+
+/// `bench boot --icount`: helloworld under TCG with `-icount`, where the TSC
+/// counts instructions: first instruction -> main per boot stage, on each
+/// machine, `repeats` times; the counts must not vary.
+fn boot_icount(repeats: usize) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let release = BuildOptions { release: true, quiet: true, ..Default::default() };
+    println!(
+        "bench boot --icount: helloworld (release), TCG with -icount shift=0: guest TSC deltas are instructions"
+    );
+    let mut varied = false;
+    for machine in ["microvm", "q35"] {
+        let sets = vec![
+            format!("platform.machine={machine}"),
+            "platform.accel=tcg".into(),
+            "platform.icount=true".into(),
+            "ukboot.init_times=true".into(),
+        ];
+        let hello = ws.resolve("helloworld", None, &sets)?;
+        let img = image::build(&ws, &hello, &release)?;
+        let (vm, _) = crate::vm_config(&hello, None)?;
+        let mut boots = Vec::new();
+        for _ in 0..repeats {
+            let r = qemu::run(qemu::command(&img.path, &vm), Some(Duration::from_secs(60)), false)?;
+            if r.outcome != Outcome::Status(0) {
+                bail!(
+                    "helloworld on {machine}: {}
+{}",
+                    r.outcome.describe(),
+                    r.serial
+                );
+            }
+            let (stages, total) = boot_stages(&r.serial);
+            let total = total.context("helloworld with ukboot.init_times printed no total")?;
+            boots.push((stages, total));
+        }
+        let (stages, total) = &boots[0];
+        let same = boots.iter().all(|b| b.1 == *total && b.0 == *stages);
+        varied |= !same;
+        println!();
+        println!(
+            "machine {machine}: {total} instructions from the first one to main ({}in {repeats} boots)",
+            if same { "the same " } else { "VARYING " }
+        );
+        for (name, n) in stages {
+            println!("  {name:<60} {n:>9}");
+        }
+        if !same {
+            let totals: Vec<u64> = boots.iter().map(|b| b.1).collect();
+            println!("  totals per boot: {totals:?}");
+        }
+    }
+    if varied {
+        println!(
+            "\nthe counts varied between boots: something depends on time (a poll loop, a timer) before main"
+        );
+    }
+    Ok(if varied { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// One `bench:` line of a guest: `metric=NAME key=value ...`.
@@ -1602,6 +1686,22 @@ mod tests {
         assert_eq!(cells(lines[2], 2), ["500", "250.0", "[500..500]"], "{table}");
         assert!(lines[3].contains("baseline: ukspin::SpinLock"), "{table}");
         assert!(!table.contains("machine"), "{table}");
+    }
+
+    #[test]
+    fn boot_stages_are_parsed() {
+        let serial = "ukrs: app x\nukboot: boot stage platform 1200\nukboot: boot stage banner 300\nukboot: boot stage init:20:uktime::init 4000\nukboot: first instruction to main 5600\nHello\n";
+        let (stages, total) = boot_stages(serial);
+        assert_eq!(
+            stages,
+            [
+                ("platform".to_string(), 1200),
+                ("banner".to_string(), 300),
+                ("init:20:uktime::init".to_string(), 4000)
+            ]
+        );
+        assert_eq!(total, Some(5600));
+        assert_eq!(boot_stages("nothing"), (vec![], None));
     }
 
     #[test]

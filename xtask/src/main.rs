@@ -113,6 +113,11 @@ struct RunArgs {
     /// several, e.g. `--qemu-arg=-d --qemu-arg=int`).
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
     qemu_args: Vec<String>,
+    /// Count instructions (platform.icount=true, with TCG): the guest's TSC
+    /// deltas are then instruction counts, the same on every run; with
+    /// `--set ukboot.init_times=true` the boot prints them per init stage.
+    #[arg(long)]
+    icount: bool,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -148,6 +153,13 @@ pub fn vm_config(resolved: &kconfig::Resolved, gdb: Option<u16>) -> Result<(qemu
         anyhow::bail!("platform {} options have unexpected types", resolved.platform);
     };
     let (accel, why) = qemu::choose_accel(accel)?;
+    let icount = matches!(resolved.option("platform", "icount"), Some(Value::Bool(true)));
+    if icount && accel != qemu::Accel::Tcg {
+        anyhow::bail!(
+            "platform.icount = true needs TCG (QEMU counts instructions only when it translates them), but the accelerator is {} ({why}); set platform.accel=tcg",
+            accel.name()
+        );
+    }
     let vm = qemu::VmConfig {
         machine: machine.clone(),
         cpus: u32::try_from(*cpus)?,
@@ -155,6 +167,7 @@ pub fn vm_config(resolved: &kconfig::Resolved, gdb: Option<u16>) -> Result<(qemu
         accel,
         cmdline: cmdline.clone(),
         gdb,
+        icount,
         extra_args: Vec::new(),
     };
     Ok((vm, why))
@@ -180,6 +193,12 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     }
     if let Some(a) = &args.accel {
         config.sets.push(format!("platform.accel={a}"));
+    }
+    if args.icount {
+        config.sets.push("platform.icount=true".into());
+        if args.accel.is_none() {
+            config.sets.push("platform.accel=tcg".into());
+        }
     }
     let resolved = resolve(&ws, &config)?;
     let opts =

@@ -131,6 +131,9 @@ pub struct VmConfig {
     /// Start QEMU's gdb stub on this local TCP port and keep the guest
     /// stopped until a debugger continues it.
     pub gdb: Option<u16>,
+    /// TCG's instruction counting (`platform.icount`): the guest's TSC
+    /// counts instructions, the same on every run.
+    pub icount: bool,
     /// Extra QEMU arguments (`--qemu-arg`), appended last.
     pub extra_args: Vec<String>,
 }
@@ -151,6 +154,11 @@ pub fn command(image: &Path, vm: &VmConfig) -> Command {
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
         Accel::Tcg => cmd.args(["-accel", "tcg", "-cpu", "max"]),
     };
+    if vm.icount {
+        // One instruction per virtual nanosecond, not slowed to real time,
+        // no sleeping: the TSC (derived from it) counts instructions.
+        cmd.args(["-icount", "shift=0,align=off,sleep=off"]);
+    }
     cmd.args(["-m", &format!("{}M", vm.memory_mib), "-smp", &vm.cpus.to_string()])
         .args(["-nodefaults", "-no-user-config", "-no-reboot", "-display", "none"])
         .args(["-serial", "stdio", "-monitor", "none"])
@@ -372,6 +380,7 @@ mod tests {
             accel: Accel::Kvm,
             cmdline: "a b".into(),
             gdb: None,
+            icount: false,
             extra_args: vec!["-d".into(), "int".into()],
         };
         let args: Vec<String> =
@@ -379,7 +388,7 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["-cpu", "host,-arch-capabilities"]));
         assert!(args.windows(2).any(|w| w == ["-append", "a b"]));
         assert_eq!(args[args.len() - 2..], ["-d", "int"], "extra arguments come last");
-        assert!(!args.iter().any(|a| a == "-S" || a == "-gdb"));
+        assert!(!args.iter().any(|a| a == "-S" || a == "-gdb" || a == "-icount"));
         let tcg = VmConfig { accel: Accel::Tcg, machine: "q35".into(), ..vm };
         let args: Vec<String> =
             command(Path::new("img"), &tcg).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
@@ -389,5 +398,11 @@ mod tests {
         let args: Vec<String> =
             command(Path::new("img"), &debug).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(args.windows(3).any(|w| w == ["-gdb", "tcp:127.0.0.1:4321", "-S"]));
+        let counted = VmConfig { icount: true, ..debug };
+        let args: Vec<String> = command(Path::new("img"), &counted)
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["-icount", "shift=0,align=off,sleep=off"]));
     }
 }

@@ -308,6 +308,17 @@ fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> 
     };
     let name = |what: &str| format!("{what} ({})", other.name());
     checks.push(check(&name("helloworld"), "helloworld", &[set], ok(hello)).unless(unusable.clone()));
+    // Instruction counting: QEMU's -icount and ukboot's per-stage report.
+    checks.push(check(
+        "helloworld: instructions per boot stage (tcg, icount)",
+        "helloworld",
+        &["platform.accel=tcg", "platform.icount=true", "ukboot.init_times=true"],
+        ok(&[
+            "ukboot: boot stage platform ",
+            "ukboot: boot stage init:",
+            "ukboot: first instruction to main ",
+        ]),
+    ));
     checks.push(
         check(
             &name("tests"),

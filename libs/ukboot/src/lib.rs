@@ -149,8 +149,13 @@ pub fn cmdline_value<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
         .next()
 }
 
+/// Init functions whose times `ukboot.init_times` reports (more run, but
+/// are not itemised).
+const MAX_TIMED: usize = 64;
+
 /// The boot sequence; see the crate documentation.
 pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
+    let entered = ukarch::tsc::read();
     if ukconfig::ukboot::BANNER {
         let _ = writeln!(
             ukplat::console::Writer,
@@ -161,8 +166,25 @@ pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
             info.cmdline
         );
     }
-    for entry in init_order(&INITTAB) {
+    let banner_done = ukarch::tsc::read();
+    // (entry, cycles it took): kept only with `init_times`.
+    let mut times = [(None::<&InitEntry>, 0u64); MAX_TIMED];
+    for (i, entry) in init_order(&INITTAB).enumerate() {
+        let start = if ukconfig::ukboot::INIT_TIMES { ukarch::tsc::read() } else { 0 };
         (entry.func)();
+        if ukconfig::ukboot::INIT_TIMES && i < MAX_TIMED {
+            times[i] = (Some(entry), ukarch::tsc::read() - start);
+        }
+    }
+    if ukconfig::ukboot::INIT_TIMES {
+        let to_main = ukarch::tsc::read() - info.boot_tsc;
+        let mut out = ukplat::console::Writer;
+        let _ = writeln!(out, "ukboot: boot stage platform {}", entered - info.boot_tsc);
+        let _ = writeln!(out, "ukboot: boot stage banner {}", banner_done - entered);
+        for (entry, cycles) in times.iter().filter_map(|(e, c)| e.map(|e| (e, *c))) {
+            let _ = writeln!(out, "ukboot: boot stage init:{}:{} {}", entry.priority, entry.name, cycles);
+        }
+        let _ = writeln!(out, "ukboot: first instruction to main {to_main}");
     }
     const MAX: usize = ukconfig::ukboot::MAX_ARGS;
     let (args, count) = match split_args::<MAX>(info.cmdline) {
