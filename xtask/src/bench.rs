@@ -115,7 +115,14 @@ pub enum BenchCmd {
 /// Runs a benchmark.
 pub fn run(which: &BenchCmd) -> Result<ExitCode> {
     match which {
-        BenchCmd::Boot { repeats, accel: _, icount: true } => boot_icount(*repeats),
+        BenchCmd::Boot { repeats, accel, icount: true } => {
+            if !matches!(accel.as_str(), "auto" | "tcg") {
+                bail!(
+                    "bench boot --icount counts instructions under TCG only; --accel {accel} cannot run it (leave --accel out or say tcg)"
+                );
+            }
+            boot_icount(*repeats)
+        }
         BenchCmd::Boot { repeats, accel, icount: false } => boot(*repeats, accel),
         BenchCmd::Smp { repeats, accel, smp, ipi_rounds } => {
             smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)

@@ -371,7 +371,7 @@ pub fn futex_waitv(
 /// not null and mapped ([`EFAULT`](errno::EFAULT)).
 fn word_at<'a>(addr: usize) -> Result<&'a AtomicU32> {
     check_uaddr(addr)?;
-    if !table::mapped(addr) {
+    if !ukvmem::is_mapped(addr) {
         return Err(errno::EFAULT);
     }
     // SAFETY: aligned, mapped, and by `sys_futex`'s contract a futex word
@@ -382,7 +382,7 @@ fn word_at<'a>(addr: usize) -> Result<&'a AtomicU32> {
 /// Reads a `T` from `addr`, if every byte of it is mapped.
 fn read_in<T: Copy>(addr: usize) -> Result<T> {
     let end = addr.checked_add(size_of::<T>() - 1).ok_or(errno::EFAULT)?;
-    if addr == 0 || !table::mapped(addr) || !table::mapped(end) {
+    if addr == 0 || !ukvmem::is_mapped(addr) || !ukvmem::is_mapped(end) {
         return Err(errno::EFAULT);
     }
     // SAFETY: both ends are mapped, and a `T` of at most a page spans at

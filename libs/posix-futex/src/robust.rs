@@ -99,7 +99,7 @@ pub unsafe fn sys_get_robust_list(
         return -(errno::EPERM as isize);
     }
     let ok = |p: usize, size: usize| {
-        p != 0 && p.is_multiple_of(8) && crate::table::mapped(p) && crate::table::mapped(p + size - 1)
+        p != 0 && p.is_multiple_of(8) && ukvmem::is_mapped(p) && ukvmem::is_mapped(p + size - 1)
     };
     if !ok(head_ptr as usize, 8) || !ok(len_ptr as usize, 8) {
         return -(errno::EFAULT as isize);
@@ -115,7 +115,7 @@ pub unsafe fn sys_get_robust_list(
 
 /// Reads a pointer-sized word at `addr`, if it is readable.
 fn read_word(addr: usize) -> Option<usize> {
-    (addr != 0 && addr.is_multiple_of(8) && crate::table::mapped(addr))
+    (addr != 0 && addr.is_multiple_of(8) && ukvmem::is_mapped(addr))
         // SAFETY: aligned and mapped; the list's owner is the exiting
         // thread, which is here.
         .then(|| unsafe { (addr as *const usize).read_volatile() })
@@ -151,7 +151,7 @@ pub(crate) fn exit_robust_list(head: usize, tid: u32) {
 /// Marks the futex at `uaddr` as owner-died if `tid` owns it, waking one
 /// waiter (Linux's `handle_futex_death`).
 fn handle_futex_death(uaddr: usize, tid: u32, pi: bool, pending_op: bool) {
-    if !uaddr.is_multiple_of(4) || !crate::table::mapped(uaddr) {
+    if !uaddr.is_multiple_of(4) || !ukvmem::is_mapped(uaddr) {
         return;
     }
     // SAFETY: aligned and mapped; futex words are only accessed atomically.

@@ -1,4 +1,4 @@
-//! The hash table of wait buckets, and which addresses are mapped.
+//! The hash table of wait buckets.
 //!
 //! A futex's key is its word's address. The table has
 //! `buckets_per_cpu × CPUs` buckets, rounded up to a power of two, created
@@ -53,27 +53,6 @@ fn index(addr: usize, shift: u32) -> usize {
 pub(crate) fn bucket(addr: usize) -> &'static WaitQueue {
     let t = table();
     &t.buckets[index(addr, t.shift)].0
-}
-
-/// The identity map's extent.
-const IDENTITY_MAPPED: u64 = 4 << 30;
-
-/// Whether `addr` can be read without a fault: RAM of the boot memory map
-/// (identity-mapped: the image, the heap), or a mapped page elsewhere (a
-/// thread stack in `ukvmem`'s area). Page 0 never is.
-pub(crate) fn mapped(addr: usize) -> bool {
-    if addr < 0x1000 {
-        return false;
-    }
-    let a = addr as u64;
-    // The platform identity-maps the first 4 GiB; RAM above it is reached
-    // only through mappings, which the page-table walk below finds.
-    let in_ram = a < IDENTITY_MAPPED
-        && ukplat::boot_info()
-            .memory_map
-            .iter()
-            .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
-    in_ram || ukvmem::translate(addr).is_some()
 }
 
 #[cfg(test)]

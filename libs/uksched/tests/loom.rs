@@ -681,10 +681,10 @@ fn opposite_requeues_neither_deadlock_nor_lose_a_waiter() {
             s.1.lock().push(on_b.as_ref());
         }
         let s1 = s.clone();
-        // SAFETY (both requeues): the target queue lives in `s`, which
-        // outlives the nodes.
+        // SAFETY: the target queue lives in `s`, which outlives the nodes.
         let t1 = thread::spawn(move || unsafe { Queue::lock_pair(&s1.0, &s1.1).requeue(1, |_, _| true, 1) });
         let s2 = s.clone();
+        // SAFETY: as above.
         let t2 = thread::spawn(move || unsafe { Queue::lock_pair(&s2.1, &s2.0).requeue(1, |_, _| true, 1) });
         let (m1, m2) = (t1.join().unwrap(), t2.join().unwrap());
         assert!(m1 <= 1 && m2 <= 1);

@@ -325,6 +325,29 @@ pub fn translate(addr: usize) -> Option<usize> {
     paging::translate(addr)
 }
 
+/// The boot identity map's extent: the platform maps the first 4 GiB
+/// (the image, the heap, every page table) at boot.
+const IDENTITY_MAPPED: u64 = 4 << 30;
+
+/// Whether `addr` can be read without a fault: RAM of the boot memory map
+/// inside the identity map (answered without a lock: the image, statics,
+/// the heap), or else an address the running page tables map (a thread
+/// stack in the stack area; [`translate`], under this crate's lock). Page
+/// 0 never is. For system calls that must answer `EFAULT` rather than
+/// fault (`posix-futex`).
+pub fn is_mapped(addr: usize) -> bool {
+    if addr < PAGE_SIZE {
+        return false;
+    }
+    let a = addr as u64;
+    let in_ram = a < IDENTITY_MAPPED
+        && ukplat::boot_info()
+            .memory_map
+            .iter()
+            .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
+    in_ram || translate(addr).is_some()
+}
+
 /// What the stack area holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
