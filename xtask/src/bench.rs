@@ -2,11 +2,23 @@
 //! baseline measured in the same run. Not tests: nothing here passes or fails
 //! on a number.
 
+use crate::anchors::{self, Anchor, Repeated, RepeatedOutcome};
+use crate::guest::Guest;
 use crate::image::{self, BuildOptions};
 use crate::qemu::{self, Outcome};
 use anyhow::{Context, Result, bail};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+/// Where a benchmark runs its images (`--platform`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    /// Under QEMU, with KVM or TCG.
+    Kvm,
+    /// As a Linux process on the host, no QEMU; the native peers
+    /// (`bench/anchors`) run in the same command, beside it.
+    Linuxu,
+}
 
 /// Benchmarks.
 #[derive(clap::Subcommand, Debug)]
@@ -24,23 +36,31 @@ pub enum BenchCmd {
         /// counts must be the same in every boot.
         #[arg(long)]
         icount: bool,
+        /// Platform: boot times are QEMU's, so kvm only.
+        #[arg(long, value_enum, default_value_t = Platform::Kvm)]
+        platform: Platform,
     },
     /// SMP: application processor start, IPI and cross-CPU call round trips,
     /// spinlock throughput and fairness. Without --accel/--smp it runs TCG
-    /// with 4 CPUs and, when /dev/kvm works, KVM with 2.
+    /// with 4 CPUs and, when /dev/kvm works, KVM with 2. With --platform
+    /// linuxu: the image as a Linux process and, beside it, its native
+    /// peers (pthread locks, a futex hand-off between host CPUs).
     Smp {
         /// Boots per configuration (medians over them).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// Only this accelerator (auto, kvm, tcg).
+        /// Only this accelerator (auto, kvm, tcg; kvm platform only).
         #[arg(long)]
         accel: Option<String>,
-        /// CPUs (with --accel; default 4 under TCG, 2 under KVM).
+        /// CPUs (with --accel; default 4 under TCG, 2 under KVM; on linuxu
+        /// the host's CPUs, at least 2 and at most 4).
         #[arg(long)]
         smp: Option<u32>,
         /// IPI round trips per boot.
         #[arg(long, default_value_t = 1000)]
         ipi_rounds: u64,
+        #[command(flatten)]
+        on: PlatformArgs,
     },
     /// Scheduler: same-CPU context switch, thread create + join, cross-CPU
     /// wake-up latency and contended mutex hand-off, against baselines
@@ -50,9 +70,9 @@ pub enum BenchCmd {
         /// Boots per policy (medians over them).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// Accelerator: auto, kvm or tcg.
-        #[arg(long, default_value = "auto")]
-        accel: String,
+        /// Accelerator: auto (the default), kvm or tcg; kvm platform only.
+        #[arg(long)]
+        accel: Option<String>,
         /// CPUs. 2 by default: the cross-CPU measurements use CPUs 0 and 1
         /// only, and under TCG on this project's 2-core build machines
         /// more vCPUs than host cores add host-scheduling noise (a vCPU
@@ -62,6 +82,8 @@ pub enum BenchCmd {
         /// Length of the guest's inner loops (its `rounds=` option).
         #[arg(long, default_value_t = 100)]
         rounds: u64,
+        #[command(flatten)]
+        on: PlatformArgs,
     },
     /// RCU: read-side cost against a plain pointer load, read throughput
     /// against `ukspin::RwSpinLock` and `uklock::RwLock` at 1..N CPUs,
@@ -76,15 +98,18 @@ pub enum BenchCmd {
         /// over them).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// Accelerator: tcg, kvm or auto.
-        #[arg(long, default_value = "tcg")]
-        accel: String,
-        /// CPUs (default: 1, 2 and 4, one table each).
+        /// Accelerator: tcg (the default), kvm or auto; kvm platform only.
+        #[arg(long)]
+        accel: Option<String>,
+        /// CPUs (default: 1, 2 and 4, one table each; on linuxu one table
+        /// at the host's CPUs, at most 4).
         #[arg(long)]
         smp: Option<u32>,
         /// Only this RCU flavour (default: qsbr and refcount side by side).
         #[arg(long, value_parser = FLAVORS)]
         flavor: Option<String>,
+        #[command(flatten)]
+        on: PlatformArgs,
     },
     /// Futexes: uncontended lock + unlock of `uklock::Mutex`, a raw
     /// posix-futex mutex and `ukspin::TicketLock` (the baseline);
@@ -96,12 +121,13 @@ pub enum BenchCmd {
         /// Boots per image (medians over them).
         #[arg(long, default_value_t = 5)]
         repeats: usize,
-        /// Accelerator: auto, kvm or tcg.
-        #[arg(long, default_value = "auto")]
-        accel: String,
-        /// CPUs: the contended rows run at 1..N.
-        #[arg(long, default_value_t = 4)]
-        smp: u32,
+        /// Accelerator: auto (the default), kvm or tcg; kvm platform only.
+        #[arg(long)]
+        accel: Option<String>,
+        /// CPUs: the contended rows run at 1..N (default 4; on linuxu the
+        /// host's CPUs, at most 4).
+        #[arg(long)]
+        smp: Option<u32>,
         /// Wake-ups per wake-to-run measurement (the guest's `rounds=`).
         #[arg(long, default_value_t = 200)]
         rounds: u64,
@@ -109,13 +135,62 @@ pub enum BenchCmd {
         /// contended rows (the guest's `iters=`).
         #[arg(long, default_value_t = 5000)]
         iters: u64,
+        #[command(flatten)]
+        on: PlatformArgs,
     },
+    /// Native peers only (bench/anchors/*.c: liburcu, pthread locks, futex
+    /// and sched_yield ping-pong), built with the host's C compiler and run
+    /// as processes: one table, missing peers with their reason.
+    Anchors,
+    /// Instruction counts (TCG with `-icount`, where guest TSC deltas are
+    /// instructions): an RCU read section (qsbr and refcount), a same-CPU
+    /// context switch, uncontended lock + unlock of `uklock::Mutex` (futex
+    /// and wait-queue kinds), a raw futex mutex and `ukspin::TicketLock`,
+    /// and a `uksmp::run_on` round trip between two CPUs, each per
+    /// operation, raw and net of an empty loop measured in the same boot,
+    /// for each scheduling policy. Every image runs with 2 CPUs and boots
+    /// `--repeats` times; a count of one CPU that differs between boots
+    /// fails the command, the round trip (two vCPUs) is reported with its
+    /// spread instead.
+    Icount {
+        /// Boots per image (at least 2: the counts are compared between them).
+        #[arg(long, default_value_t = 2)]
+        repeats: usize,
+        /// Accelerator: instruction counting needs TCG (tcg or auto; kvm is refused).
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// Only this scheduling policy (default: coop and preempt side by side).
+        #[arg(long, value_parser = POLICIES)]
+        policy: Option<String>,
+        /// Platform: instruction counting is QEMU's, so kvm only.
+        #[arg(long, value_enum, default_value_t = Platform::Kvm)]
+        platform: Platform,
+    },
+}
+
+/// Where `bench smp|sched|rcu|futex` run their images.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct PlatformArgs {
+    /// kvm (under QEMU, the default) or linuxu (the image as a Linux
+    /// process, its figures beside native peers measured in the same run).
+    #[arg(long, value_enum, default_value_t = Platform::Kvm)]
+    pub platform: Platform,
+    /// linuxu: leave each CPU's host thread unpinned (`platform.pin=false`;
+    /// by default CPU i is pinned to host CPU i mod n).
+    #[arg(long)]
+    pub no_pin: bool,
 }
 
 /// Runs a benchmark.
 pub fn run(which: &BenchCmd) -> Result<ExitCode> {
     match which {
-        BenchCmd::Boot { repeats, accel, icount: true } => {
+        BenchCmd::Boot { platform: Platform::Linuxu, .. } => bail!(
+            "bench boot measures QEMU boots (wall time, TSC to main, image size): --platform linuxu cannot run it (leave --platform out)"
+        ),
+        BenchCmd::Icount { platform: Platform::Linuxu, .. } => bail!(
+            "bench icount counts instructions under QEMU's TCG: --platform linuxu cannot run it (leave --platform out)"
+        ),
+        BenchCmd::Boot { repeats, accel, icount: true, .. } => {
             if !matches!(accel.as_str(), "auto" | "tcg") {
                 bail!(
                     "bench boot --icount counts instructions under TCG only; --accel {accel} cannot run it (leave --accel out or say tcg)"
@@ -123,16 +198,109 @@ pub fn run(which: &BenchCmd) -> Result<ExitCode> {
             }
             boot_icount(*repeats)
         }
-        BenchCmd::Boot { repeats, accel, icount: false } => boot(*repeats, accel),
-        BenchCmd::Smp { repeats, accel, smp, ipi_rounds } => {
-            smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
+        BenchCmd::Boot { repeats, accel, icount: false, .. } => boot(*repeats, accel),
+        BenchCmd::Smp { repeats, accel, smp, ipi_rounds, on } => match on.platform {
+            Platform::Kvm => {
+                Target::new("smp", None, "", on)?;
+                smp_bench(*repeats, accel.as_deref(), *smp, *ipi_rounds)
+            }
+            Platform::Linuxu => {
+                let target = Target::new("smp", accel.as_deref(), "", on)?;
+                smp_linuxu(*repeats, &target, *smp, *ipi_rounds)
+            }
+        },
+        BenchCmd::Sched { repeats, accel, smp, rounds, on } => {
+            sched_bench(*repeats, &Target::new("sched", accel.as_deref(), "auto", on)?, *smp, *rounds)
         }
-        BenchCmd::Sched { repeats, accel, smp, rounds } => sched_bench(*repeats, accel, *smp, *rounds),
-        BenchCmd::Rcu { repeats, accel, smp, flavor } => rcu_bench(*repeats, accel, *smp, flavor.as_deref()),
-        BenchCmd::Futex { repeats, accel, smp, rounds, iters } => {
-            futex_bench(*repeats, accel, *smp, *rounds, *iters)
+        BenchCmd::Rcu { repeats, accel, smp, flavor, on } => {
+            rcu_bench(*repeats, &Target::new("rcu", accel.as_deref(), "tcg", on)?, *smp, flavor.as_deref())
+        }
+        BenchCmd::Futex { repeats, accel, smp, rounds, iters, on } => {
+            futex_bench(*repeats, &Target::new("futex", accel.as_deref(), "auto", on)?, *smp, *rounds, *iters)
+        }
+        BenchCmd::Anchors => crate::anchors::bench(),
+        BenchCmd::Icount { repeats, accel, policy, .. } => {
+            if !matches!(accel.as_str(), "auto" | "tcg") {
+                bail!(
+                    "bench icount counts instructions under TCG only; --accel {accel} cannot run it (leave --accel out or say tcg)"
+                );
+            }
+            icount_bench(*repeats, policy.as_deref())
         }
     }
+}
+
+/// Where one benchmark's images run: the `--set` options that say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Under QEMU with this accelerator (`platform.accel`).
+    Qemu(String),
+    /// As a Linux process (`platform.name=linuxu`), each CPU's thread
+    /// pinned to a host CPU (`platform.pin`) or not.
+    Linuxu {
+        /// `platform.pin`.
+        pin: bool,
+    },
+}
+
+impl Target {
+    /// The target of `bench NAME` with `--accel` (`default_accel` when
+    /// not given) and the platform options; an option that makes no sense
+    /// on the platform is an error naming both.
+    pub fn new(bench: &str, accel: Option<&str>, default_accel: &str, on: &PlatformArgs) -> Result<Target> {
+        match on.platform {
+            Platform::Kvm if on.no_pin => bail!(
+                "bench {bench}: --no-pin is for --platform linuxu (it sets platform.pin, which platform kvm does not have: QEMU's vCPU threads are not pinned); drop --no-pin"
+            ),
+            Platform::Kvm => Ok(Target::Qemu(accel.unwrap_or(default_accel).to_string())),
+            Platform::Linuxu => match accel {
+                Some(a) => bail!(
+                    "bench {bench}: --accel {a} makes no sense with --platform linuxu: the image runs as a Linux process, not under QEMU (drop --accel)"
+                ),
+                None => Ok(Target::Linuxu { pin: !on.no_pin }),
+            },
+        }
+    }
+
+    /// The `--set` options of every image of this target.
+    fn sets(&self) -> Vec<String> {
+        match self {
+            Target::Qemu(accel) => vec![format!("platform.accel={accel}")],
+            Target::Linuxu { pin } => vec!["platform.name=linuxu".into(), format!("platform.pin={pin}")],
+        }
+    }
+
+    /// Its part of an image name: the accelerator, or `linuxu`.
+    fn tag(&self) -> &str {
+        match self {
+            Target::Qemu(accel) => accel,
+            Target::Linuxu { pin: true } => "linuxu",
+            Target::Linuxu { pin: false } => "linuxu-unpinned",
+        }
+    }
+
+    fn is_linuxu(&self) -> bool {
+        matches!(self, Target::Linuxu { .. })
+    }
+}
+
+/// The host CPUs this process may use.
+fn host_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The default CPU count of an image on linuxu: the host's CPUs, at least
+/// `least` (the cross-CPU rows need 2) and at most 4 (as the kvm defaults).
+fn linuxu_cpus(least: u32) -> u32 {
+    u32::try_from(host_cores()).unwrap_or(u32::MAX).clamp(least, 4)
+}
+
+/// The host's 1-minute load average, for table headers.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// Median of a non-empty sample (the lower middle for even counts).
@@ -251,6 +419,11 @@ pub fn boot_stages(serial: &str) -> (Vec<(String, u64)>, Option<u64>) {
     (stages, total)
 }
 
+/// The goal of `bench boot --icount`: at most this many instructions from
+/// helloworld's first one to `main`, on microvm and on q35 (`cargo xtask
+/// test` checks it).
+pub const BOOT_ICOUNT_GOAL: u64 = 30_000;
+
 /// `bench boot --icount`: helloworld under TCG with `-icount`, where the TSC
 /// counts instructions: first instruction -> main per boot stage, on each
 /// machine, `repeats` times; the counts must not vary.
@@ -294,7 +467,7 @@ fn boot_icount(repeats: usize) -> Result<ExitCode> {
         varied |= !same;
         println!();
         println!(
-            "machine {machine}: {total} instructions from the first one to main ({}in {repeats} boots)",
+            "machine {machine}: {total} instructions from the first one to main ({}in {repeats} boots; goal: at most {BOOT_ICOUNT_GOAL})",
             if same { "the same " } else { "VARYING " }
         );
         for (name, n) in stages {
@@ -430,10 +603,41 @@ struct Booted {
     rows: Vec<Row>,
     /// The guest's TSC rate, from its `metric=machine` line.
     tsc_hz: u64,
-    /// The accelerator it ran under ...
-    accel: qemu::Accel,
-    /// ... and why that one.
+    /// Where it ran ...
+    ran: Ran,
+    /// ... and why there (the accelerator's reason; linuxu: how).
     why: String,
+}
+
+/// Where a benchmark image ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// Under QEMU with this accelerator.
+    Qemu(qemu::Accel),
+    /// As a Linux process; `pinned`: `platform.pin`.
+    Linuxu { pinned: bool },
+}
+
+impl Booted {
+    /// Where it ran, for a header: `accelerator tcg (why)` or `platform linuxu (...)`.
+    fn where_ran(&self) -> String {
+        match self.ran {
+            Ran::Qemu(accel) => format!("accelerator {} ({})", accel.name(), self.why),
+            Ran::Linuxu { pinned } => format!(
+                "platform linuxu ({}; {})",
+                self.why,
+                if pinned {
+                    "CPU i's thread pinned to host CPU i mod n"
+                } else {
+                    "threads not pinned: --no-pin"
+                }
+            ),
+        }
+    }
+
+    fn is_tcg(&self) -> bool {
+        self.ran == Ran::Qemu(qemu::Accel::Tcg)
+    }
 }
 
 /// Builds `app` (release) with `sets` as the image `image_name`, boots it
@@ -451,17 +655,29 @@ fn build_and_boot(
     let options =
         BuildOptions { release: true, quiet: true, name: Some(image_name.to_string()), ..Default::default() };
     let img = image::build(ws, &resolved, &options)?;
-    let (vm, why) = crate::vm_config(&resolved, None)?;
+    let (guest, why) = Guest::from_resolved(&resolved, None)?;
+    let ran = match &guest {
+        Guest::Qemu(vm) => Ran::Qemu(vm.accel),
+        Guest::Process { .. } => Ran::Linuxu {
+            pinned: matches!(resolved.option("platform", "pin"), Some(kconfig::Value::Bool(true))),
+        },
+    };
     let mut boots = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let r = qemu::run(qemu::command(&img.path, &vm), Some(BOOT_TIMEOUT), false)?;
+        let r = guest.run(&img.path, Some(BOOT_TIMEOUT), false, None)?;
         if r.outcome != Outcome::Status(0) {
+            let (on, stderr) = match &guest {
+                Guest::Qemu(vm) => (vm.accel.name().to_string(), String::new()),
+                Guest::Process { .. } => {
+                    ("linuxu".to_string(), format!("\n{}:\n{}", guest.stderr_name(), r.stderr.trim_end()))
+                }
+            };
             bail!(
-                "{image_name} ({} CPUs, {}): {}\n{}",
-                vm.cpus,
-                vm.accel.name(),
+                "{image_name} ({} CPUs, {on}): {}\n{}{}",
+                guest.cpus(),
                 r.outcome.describe(),
-                r.serial
+                r.serial,
+                if r.stderr.trim().is_empty() { "" } else { stderr.as_str() }
             );
         }
         boots.push(bench_lines(&r.serial));
@@ -473,7 +689,7 @@ fn build_and_boot(
         .and_then(|r| r.stat("tsc_hz"))
         .map(|s| s.median)
         .with_context(|| format!("{app} printed no machine line with its TSC rate"))?;
-    Ok(Booted { boots, rows, tsc_hz, accel: vm.accel, why })
+    Ok(Booted { boots, rows, tsc_hz, ran, why })
 }
 
 /// Checks that an image built with `uksched.policy=policy` says so on its
@@ -526,10 +742,9 @@ fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: 
         let booted = build_and_boot(&ws, "smpbench", &format!("smpbench-{accel}-{cpus}"), &sets, repeats)?;
         println!();
         println!(
-            "bench smp: {} CPUs, accelerator {} ({}), {repeats} boots, median [min..max] over boots; TSC {:.0} MHz",
+            "bench smp: {} CPUs, {}, {repeats} boots, median [min..max] over boots; TSC {:.0} MHz",
             cpus,
-            booted.accel.name(),
-            booted.why,
+            booted.where_ran(),
             booted.tsc_hz as f64 / 1e6
         );
         print_smp_table(&booted.rows, booted.tsc_hz);
@@ -537,8 +752,93 @@ fn smp_bench(repeats: usize, accel: Option<&str>, smp: Option<u32>, ipi_rounds: 
     Ok(ExitCode::SUCCESS)
 }
 
+/// The futex ping-pong peer taken whole, as the peer of a round trip.
+const CROSS_ROUND_TRIP: &str = "futex ping-pong across 2 host CPUs, a round trip (2 hand-offs)";
+
+/// The native peers of `bench smp --platform linuxu`.
+fn smp_peer_pairs() -> Vec<PeerPair> {
+    vec![
+        PeerPair {
+            anchor: Anchor::PthreadMutexPair,
+            ours: "ukspin::SpinLock (ukspin.kind) acquire + increment + release, 1 CPU",
+            figure: per_op_of_rate("lock", "spinlock", 1),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::PthreadRwlockRead,
+            ours: "ukspin::RwSpinLock read lock + read + unlock, 1 CPU",
+            figure: per_op_of_rate("rwlock_read", "rwlock", 1),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::FutexPingPongCrossCpu,
+            ours: "IPI round trip CPU 0 <-> CPU 1",
+            figure: kindless("ipi_rtt"),
+            times: 2.0,
+            peer: Some(CROSS_ROUND_TRIP),
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::FutexPingPongCrossCpu,
+            ours: "uksmp::run_on round trip CPU 0 -> CPU 1",
+            figure: kindless("call_rtt"),
+            times: 2.0,
+            peer: Some(CROSS_ROUND_TRIP),
+            goal: None,
+        },
+    ]
+}
+
+/// `bench smp --platform linuxu`: one image of `smp` CPUs (default: the
+/// host's, 2 to 4) as a Linux process, the table of `bench smp`, and the
+/// native peers beside it.
+fn smp_linuxu(repeats: usize, target: &Target, smp: Option<u32>, ipi_rounds: u64) -> Result<ExitCode> {
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let ws = crate::load()?;
+    let cpus = smp.unwrap_or_else(|| linuxu_cpus(2));
+    let pairs = smp_peer_pairs();
+    let peers = run_peers("smp", &pairs, repeats, None);
+    let mut sets = target.sets();
+    sets.extend([format!("platform.cpus={cpus}"), format!("platform.cmdline=ipi_rounds={ipi_rounds}")]);
+    let name = format!("smpbench-{}-{cpus}", target.tag());
+    eprintln!("bench smp: {name}: release build, then {repeats} boots");
+    let booted = build_and_boot(&ws, "smpbench", &name, &sets, repeats)?;
+    let host_cores = host_cores();
+    println!();
+    println!(
+        "bench smp: {cpus} CPUs, {}, {repeats} boots, median [min..max] over boots; TSC {:.0} MHz; \
+         host: {host_cores} cores, load average {}",
+        booted.where_ran(),
+        booted.tsc_hz as f64 / 1e6,
+        load_average()
+    );
+    if cpus > 1 && cpus as usize > host_cores {
+        println!(
+            "  {cpus} CPUs (host threads) on {host_cores} host cores: a CPU that waits for another may wait for a"
+        );
+        println!("  host time slice, and the spinlocks' throughput cannot scale past the host's free cores.");
+    }
+    print_smp_table(&booted.rows, booted.tsc_hz);
+    let heads = [Head { label: format!("linuxu, {cpus} CPUs"), unjudged: None }];
+    let (section, summary) = peer_section(&[Some(&booted)], &heads, &peers, &pairs);
+    println!();
+    print!("{}", render_sections(&[section], &[heads[0].label.clone()]));
+    print!("{}", linuxu_notes(repeats, &summary));
+    Ok(if peer_failed(&peers) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn ns(cycles: u64, tsc_hz: u64) -> f64 {
-    cycles as f64 * 1e9 / tsc_hz as f64
+    ns_f(cycles as f64, tsc_hz)
+}
+
+fn ns_f(cycles: f64, tsc_hz: u64) -> f64 {
+    cycles * 1e9 / tsc_hz as f64
 }
 
 fn print_smp_table(rows: &[Row], tsc_hz: u64) {
@@ -546,11 +846,17 @@ fn print_smp_table(rows: &[Row], tsc_hz: u64) {
         let metric = row.id("metric").unwrap_or_default();
         let label = match metric {
             "machine" => {
-                println!(
-                    "  machine: local APIC in {} mode, TSC calibrated from {}",
-                    row.id("apic").unwrap_or_default(),
-                    row.id("source").unwrap_or_default()
-                );
+                match row.id("apic") {
+                    Some("none") => println!(
+                        "  machine: no local APIC (interrupts and IPIs are signals), TSC calibrated from {}",
+                        row.id("source").unwrap_or_default()
+                    ),
+                    apic => println!(
+                        "  machine: local APIC in {} mode, TSC calibrated from {}",
+                        apic.unwrap_or_default(),
+                        row.id("source").unwrap_or_default()
+                    ),
+                }
                 continue;
             }
             "ap_start" => format!("AP start, CPU {}", row.id("cpu").unwrap_or_default()),
@@ -617,41 +923,138 @@ const FLAVORS: [&str; 2] = ["qsbr", "refcount"];
 /// shown next to them without a verdict.
 const GOAL_FLAVOR: &str = "qsbr";
 
-fn sched_bench(repeats: usize, accel: &str, smp: u32, rounds: u64) -> Result<ExitCode> {
+/// The native peers of `bench sched --platform linuxu`.
+fn sched_peer_pairs() -> Vec<PeerPair> {
+    vec![PeerPair {
+        anchor: Anchor::YieldPingPongSameCpu,
+        ours: "context switch: 2 threads on 1 CPU yielding",
+        figure: per_op("switch", "same-cpu", None),
+        times: 1.0,
+        peer: None,
+        goal: Some(PeerGoal {
+            cell: "<= 0.2x peer",
+            summary: "same-CPU thread switch <= 0.2x Linux's sched_yield ping-pong",
+            goal: Goal::AtMost(0.2),
+        }),
+    }]
+}
+
+fn sched_bench(repeats: usize, target: &Target, smp: u32, rounds: u64) -> Result<ExitCode> {
     if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
     let ws = crate::load()?;
+    let pairs = if target.is_linuxu() { sched_peer_pairs() } else { Vec::new() };
+    let peers = run_peers("sched", &pairs, repeats, None);
     let mut columns = Vec::new();
+    let mut booted_columns = Vec::new();
     let mut machine = String::new();
+    let tag = target.tag();
     for policy in POLICIES {
-        let sets = vec![
-            format!("platform.accel={accel}"),
+        let mut sets = target.sets();
+        sets.extend([
             format!("platform.cpus={smp}"),
             format!("uksched.policy={policy}"),
             format!("platform.cmdline=rounds={rounds}"),
-        ];
-        let booted =
-            build_and_boot(&ws, "schedbench", &format!("schedbench-{policy}-{accel}-{smp}"), &sets, repeats)?;
+        ]);
+        let name = format!("schedbench-{policy}-{tag}-{smp}");
+        if target.is_linuxu() {
+            eprintln!("bench sched: {name}: release build, then {repeats} boots");
+        }
+        let booted = build_and_boot(&ws, "schedbench", &name, &sets, repeats)?;
         check_policy(&booted, "schedbench", policy)?;
-        machine = format!("{smp} CPUs, accelerator {} ({})", booted.accel.name(), booted.why);
-        let Booted { rows, tsc_hz, .. } = booted;
-        columns.push(SchedColumn { rows, tsc_hz });
+        machine = format!("{smp} CPUs, {}", booted.where_ran());
+        columns.push(SchedColumn { rows: booted.rows.clone(), tsc_hz: booted.tsc_hz });
+        booted_columns.push(booted);
     }
     println!();
+    if !target.is_linuxu() {
+        println!(
+            "bench sched: {machine}, {repeats} boots per policy, release; median over boots of each boot's median \
+             (11 or 51 samples); TSC {:.0} MHz",
+            columns[0].tsc_hz as f64 / 1e6
+        );
+        print!("{}", sched_table(&columns));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host_cores = host_cores();
     println!(
         "bench sched: {machine}, {repeats} boots per policy, release; median over boots of each boot's median \
-         (11 or 51 samples); TSC {:.0} MHz",
-        columns[0].tsc_hz as f64 / 1e6
+         (11 or 51 samples); TSC {:.0} MHz; host: {host_cores} cores, load average {}",
+        columns[0].tsc_hz as f64 / 1e6,
+        load_average()
     );
-    print!("{}", sched_table(&columns));
-    Ok(ExitCode::SUCCESS)
+    if smp as usize > host_cores {
+        println!(
+            "  {smp} CPUs (host threads) on {host_cores} host cores: a CPU that waits for another may wait for a"
+        );
+        println!("  host time slice.");
+    }
+    let heads: Vec<Head> =
+        POLICIES.iter().take(columns.len()).map(|p| Head { label: p.to_string(), unjudged: None }).collect();
+    let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
+    let booted: Vec<Option<&Booted>> = booted_columns.iter().map(Some).collect();
+    let (peer, summary) = peer_section(&booted, &heads, &peers, &pairs);
+    print!("{}", render_sections(&[sched_section(&columns), peer], &labels));
+    print!("{}", linuxu_notes(repeats, &summary));
+    Ok(if peer_failed(&peers) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// One policy's results.
 struct SchedColumn {
     rows: Vec<Row>,
     tsc_hz: u64,
+}
+
+/// A `bench sched` measurement: its `metric` and `kind`.
+type SchedKey = (String, String);
+
+/// The measurements of `bench sched` (a row each, in the order first
+/// printed) and their cells per policy: [cycles, ns, spread].
+fn sched_cells(columns: &[SchedColumn]) -> Vec<(SchedKey, Vec<[String; 3]>)> {
+    let key = |r: &Row| {
+        (r.id("metric").unwrap_or_default().to_string(), r.id("kind").unwrap_or_default().to_string())
+    };
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for row in columns.iter().flat_map(|c| &c.rows).filter(|r| r.id("metric") != Some("machine")) {
+        if !keys.contains(&key(row)) {
+            keys.push(key(row));
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let cells = columns
+                .iter()
+                .map(|column| match column.rows.iter().find(|r| key(r) == k).and_then(|r| r.stat("cycles")) {
+                    Some(s) => [
+                        s.median.to_string(),
+                        format!("{:.1}", ns(s.median, column.tsc_hz)),
+                        format!("[{}..{}]", s.min, s.max),
+                    ],
+                    None => ["-".into(), "-".into(), String::new()],
+                })
+                .collect();
+            (k, cells)
+        })
+        .collect()
+}
+
+/// The rows of `bench sched` as a section of a table with goals (linuxu,
+/// where the native peers follow them).
+fn sched_section(columns: &[SchedColumn]) -> Section {
+    let lines = sched_cells(columns)
+        .into_iter()
+        .map(|((metric, kind), cells)| TableLine {
+            label: sched_label(&metric, &kind),
+            cells,
+            goal: String::new(),
+        })
+        .collect();
+    Section {
+        title: "schedbench, median over boots".into(),
+        heads: ["cycles", "ns", "[min..max] cyc"],
+        lines,
+    }
 }
 
 /// What a `schedbench` measurement is, for the table.
@@ -674,34 +1077,8 @@ fn sched_label(metric: &str, kind: &str) -> String {
 /// the median in cycles and ns and the spread over boots.
 fn sched_table(columns: &[SchedColumn]) -> String {
     use std::fmt::Write as _;
-    let key = |r: &Row| {
-        (r.id("metric").unwrap_or_default().to_string(), r.id("kind").unwrap_or_default().to_string())
-    };
-    let mut keys: Vec<(String, String)> = Vec::new();
-    for row in columns.iter().flat_map(|c| &c.rows).filter(|r| r.id("metric") != Some("machine")) {
-        if !keys.contains(&key(row)) {
-            keys.push(key(row));
-        }
-    }
     // Cells: per measurement and policy, [cycles, ns, spread].
-    let cells: Vec<Vec<[String; 3]>> = keys
-        .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .map(|column| {
-                    match column.rows.iter().find(|r| key(r) == *k).and_then(|r| r.stat("cycles")) {
-                        Some(s) => [
-                            s.median.to_string(),
-                            format!("{:.1}", ns(s.median, column.tsc_hz)),
-                            format!("[{}..{}]", s.min, s.max),
-                        ],
-                        None => ["-".into(), "-".into(), String::new()],
-                    }
-                })
-                .collect()
-        })
-        .collect();
+    let (keys, cells): (Vec<SchedKey>, Vec<Vec<[String; 3]>>) = sched_cells(columns).into_iter().unzip();
     let header = ["cycles", "ns", "[min..max] cyc"];
     let width =
         |i: usize| cells.iter().flatten().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0);
@@ -731,7 +1108,79 @@ fn sched_table(columns: &[SchedColumn]) -> String {
 /// The CPU counts `bench rcu` runs without `--smp`.
 const RCU_CPUS: [u32; 3] = [1, 2, 4];
 
-fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>) -> Result<ExitCode> {
+/// How often (us) rcubench's busy readers yield on linuxu, a quiescent
+/// state each (`reader_yield_us`; 200 under QEMU): liburcu's busy reader,
+/// the peer of `synchronize`, reports one after every read section, so
+/// that the two grace periods wait for readers that report as often.
+const LINUXU_READER_YIELD_US: u64 = 1;
+
+/// The native peers of `bench rcu --platform linuxu`.
+fn rcu_peer_pairs() -> Vec<PeerPair> {
+    let read = || per_op("read_cost", "rcu", None);
+    let sync = || per_op("gp", "sync-busy", None);
+    let read_goal = PeerGoal {
+        cell: "<= 1.2x peer",
+        summary: "RCU qsbr read section <= 1.2x liburcu-qsbr's",
+        goal: Goal::AtMost(1.2),
+    };
+    let sync_goal = PeerGoal {
+        cell: "<= 1x peer",
+        summary: "synchronize_rcu <= liburcu-qsbr's",
+        goal: Goal::AtMost(1.0),
+    };
+    vec![
+        PeerPair {
+            anchor: Anchor::UrcuQsbrRead,
+            ours: "read_lock + RcuCell::load + deref + drop",
+            figure: read(),
+            times: 1.0,
+            peer: None,
+            goal: Some(read_goal),
+        },
+        PeerPair {
+            anchor: Anchor::UrcuQsbrRead,
+            ours: "baseline: AtomicPtr load + deref (our loop's floor)",
+            figure: per_op("read_cost", "plain", None),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::UrcuMembRead,
+            ours: "read_lock + RcuCell::load + deref + drop",
+            figure: read(),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::PthreadRwlockRead,
+            ours: "uklock::RwLock read, 1 CPU (window / reads)",
+            figure: per_op_of_rate("read_tput", "uklock-rw", 1),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::UrcuQsbrSync,
+            ours: "synchronize(), readers busy on the other CPUs",
+            figure: sync(),
+            times: 1.0,
+            peer: None,
+            goal: Some(sync_goal),
+        },
+        PeerPair {
+            anchor: Anchor::UrcuMembSync,
+            ours: "synchronize(), readers busy on the other CPUs",
+            figure: sync(),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+    ]
+}
+
+fn rcu_bench(repeats: usize, target: &Target, smp: Option<u32>, flavor: Option<&str>) -> Result<ExitCode> {
     if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
@@ -741,21 +1190,33 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>
         None => FLAVORS.to_vec(),
     };
     let ws = crate::load()?;
-    let counts = smp.map_or_else(|| RCU_CPUS.to_vec(), |n| vec![n]);
-    let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let counts = match (smp, target.is_linuxu()) {
+        (Some(n), _) => vec![n],
+        (None, false) => RCU_CPUS.to_vec(),
+        (None, true) => vec![linuxu_cpus(1)],
+    };
+    let host_cores = host_cores();
+    let tag = target.tag();
+    let mut failed = false;
     for cpus in counts {
+        // The peers first (linuxu), liburcu's busy readers one per other CPU of the image.
+        let pairs = if target.is_linuxu() { rcu_peer_pairs() } else { Vec::new() };
+        let peers = run_peers("rcu", &pairs, repeats, Some(cpus.max(2) as usize));
         let mut columns = Vec::new();
         let mut heads = Vec::new();
         for &flavor in &flavors {
             for policy in POLICIES {
-                let name = format!("rcubench-{policy}-{flavor}-{accel}-{cpus}");
+                let name = format!("rcubench-{policy}-{flavor}-{tag}-{cpus}");
                 eprintln!("bench rcu: {name}: release build, then {repeats} boots");
-                let sets = vec![
-                    format!("platform.accel={accel}"),
+                let mut sets = target.sets();
+                sets.extend([
                     format!("platform.cpus={cpus}"),
                     format!("uksched.policy={policy}"),
                     format!("ukrcu.flavor={flavor}"),
-                ];
+                ]);
+                if target.is_linuxu() {
+                    sets.push(format!("platform.cmdline=reader_yield_us={LINUXU_READER_YIELD_US}"));
+                }
                 let booted = build_and_boot(&ws, "rcubench", &name, &sets, repeats)?;
                 check_policy(&booted, "rcubench", policy)?;
                 check_flavor(&booted, "rcubench", flavor)?;
@@ -765,19 +1226,15 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>
         }
         let first = &columns[0];
         let option = |key: &str| machine_value(&first.rows, key).unwrap_or(0);
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .and_then(|l| l.split_whitespace().next().map(String::from))
-            .unwrap_or_else(|| "?".into());
+        let load = load_average();
         println!();
         println!(
-            "bench rcu: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per policy and flavour, release; \
+            "bench rcu: {cpus} CPU(s), {}, {repeats} boots per policy and flavour, release; \
              TSC {:.0} MHz; host: {host_cores} cores, load average {load}",
-            first.accel.name(),
-            first.why,
+            first.where_ran(),
             first.tsc_hz as f64 / 1e6
         );
-        if first.accel == qemu::Accel::Tcg {
+        if first.is_tcg() {
             println!("  Under TCG the times mostly measure QEMU's translator, not the hardware: each guest");
             println!(
                 "  instruction is emulated by several host ones, and calls, returns and IPIs go through"
@@ -785,8 +1242,10 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>
             println!("  QEMU's helpers. Read the ratios (x) to the baselines measured in the same boot.");
         }
         if cpus > 1 && cpus as usize >= host_cores {
+            let what = if target.is_linuxu() { "CPUs (host threads)" } else { "vCPUs" };
+            let one = if target.is_linuxu() { "CPU" } else { "vCPU" };
             println!(
-                "  {cpus} vCPUs on {host_cores} host cores: a vCPU that waits for another may wait for a host"
+                "  {cpus} {what} on {host_cores} host cores: a {one} that waits for another may wait for a host"
             );
             println!("  time slice (~4 ms on the 2-core build machines), and throughput cannot scale past");
             println!("  the host's free cores.");
@@ -803,8 +1262,25 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>
         );
         println!("  gives a quiescent state). \"linear\" counts as met at >= 0.9 x CPUs. The goals are");
         println!("  {GOAL_FLAVOR}'s: other flavours' ratios are shown for comparison, without a verdict.");
+        if target.is_linuxu() {
+            println!(
+                "  linuxu: busy readers yield every {LINUXU_READER_YIELD_US} us (200 under QEMU), as liburcu's busy reader reports a"
+            );
+            println!(
+                "  quiescent state after every section; the peer's readers are one per other CPU of the image."
+            );
+        }
         let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
-        print!("{}", render_sections(&rcu_sections(&columns, &heads), &labels));
+        let mut sections = rcu_sections(&columns, &heads);
+        let mut summary = Vec::new();
+        if target.is_linuxu() {
+            let booted: Vec<Option<&Booted>> = columns.iter().map(Some).collect();
+            let (section, goals) = peer_section(&booted, &heads, &peers, &pairs);
+            sections.push(section);
+            summary = goals;
+            failed |= peer_failed(&peers);
+        }
+        print!("{}", render_sections(&sections, &labels));
         let forced: Vec<String> = heads
             .iter()
             .zip(&columns)
@@ -831,8 +1307,11 @@ fn rcu_bench(repeats: usize, accel: &str, smp: Option<u32>, flavor: Option<&str>
                 println!("  {}: RCU stall reports in some boots (up to {} in one)", head.label, s.max);
             }
         }
+        if target.is_linuxu() {
+            print!("{}", linuxu_notes(repeats, &summary));
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// The column head of `policy` and `flavor` in a `bench rcu` table: the
@@ -1249,6 +1728,212 @@ fn render_sections(sections: &[Section], labels: &[String]) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Native peers (`--platform linuxu`)
+
+/// Our figure of one boot, in TSC cycles per operation.
+type Figure = Box<dyn Fn(&[BenchLine]) -> Option<f64>>;
+
+/// A goal of the issue on ours / a native peer.
+struct PeerGoal {
+    /// In the goal column: `<= 1.2x peer`.
+    cell: &'static str,
+    /// In the summary under the table.
+    summary: &'static str,
+    goal: Goal,
+}
+
+/// One of our rows beside its native peer.
+struct PeerPair {
+    anchor: Anchor,
+    /// What of ours it is the peer of.
+    ours: &'static str,
+    /// Our cycles per operation in one boot.
+    figure: Figure,
+    /// The peer's figure times this: 2 where ours is a round trip and the
+    /// peer's a hand-off (round trip / 2).
+    times: f64,
+    /// The peer's label, when not [`Anchor::describe`] (with `times`).
+    peer: Option<&'static str>,
+    /// The issue's goal on the pair, judged for the columns whose [`Head`]
+    /// is judged.
+    goal: Option<PeerGoal>,
+}
+
+/// Cycles per operation of line `metric`/`kind` (at `cpus`) in one boot:
+/// `cycles` / `ops` (`ops` 1 when absent).
+fn per_op(metric: &'static str, kind: &'static str, cpus: Option<usize>) -> Figure {
+    Box::new(move |b| {
+        let cycles = boot_value(b, metric, kind, cpus, "cycles")? as f64;
+        Some(cycles / boot_value(b, metric, kind, cpus, "ops").unwrap_or(1).max(1) as f64)
+    })
+}
+
+/// The cycles of the line `metric` that has no `kind` (smpbench's round
+/// trips) in one boot.
+fn kindless(metric: &'static str) -> Figure {
+    Box::new(move |b| {
+        let line = b.iter().find(|l| {
+            l.identity.iter().any(|(k, v)| k == "metric" && v == metric)
+                && !l.identity.iter().any(|(k, _)| k == "kind")
+        })?;
+        line.values.iter().find(|(k, _)| k == "cycles").map(|(_, v)| *v as f64)
+    })
+}
+
+/// Cycles per operation of a throughput line (`window` / `ops`) in one boot.
+fn per_op_of_rate(metric: &'static str, kind: &'static str, cpus: usize) -> Figure {
+    Box::new(move |b| {
+        let window = boot_value(b, metric, kind, Some(cpus), "window")? as f64;
+        Some(window / boot_value(b, metric, kind, Some(cpus), "ops")?.max(1) as f64)
+    })
+}
+
+/// The anchors of `pairs`, each once, in order.
+fn peer_anchors(pairs: &[PeerPair]) -> Vec<Anchor> {
+    let mut anchors = Vec::new();
+    for p in pairs {
+        if !anchors.contains(&p.anchor) {
+            anchors.push(p.anchor);
+        }
+    }
+    anchors
+}
+
+/// Runs the peers of `pairs` `repeats` times (see
+/// [`anchors::run_repeated`]), saying so on stderr.
+fn run_peers(bench: &str, pairs: &[PeerPair], repeats: usize, max_cpus: Option<usize>) -> Vec<Repeated> {
+    let anchors = peer_anchors(pairs);
+    if anchors.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = anchors.iter().map(|a| a.name()).collect();
+    eprintln!("bench {bench}: native peers ({}): {repeats} runs", names.join(", "));
+    anchors::run_repeated(&anchors, repeats, max_cpus)
+}
+
+/// The section of native peers of a table (one column per image,
+/// `columns[i]` headed `heads[i]`, `None` when it did not run): per pair
+/// the peer's line and ours, with the ratio ours / peer (ns per
+/// operation, within each boot, then the median [min-max] over boots) and
+/// the goal; and the summary of the goals, a line each.
+fn peer_section(
+    columns: &[Option<&Booted>],
+    heads: &[Head],
+    peers: &[Repeated],
+    pairs: &[PeerPair],
+) -> (Section, Vec<String>) {
+    let dash = || ["-".to_string(), "-".to_string(), "-".to_string()];
+    let runs = peers
+        .iter()
+        .filter_map(|p| match p.outcome {
+            RepeatedOutcome::Measured { runs, .. } => Some(runs),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let mut lines = Vec::new();
+    let mut summary = Vec::new();
+    let mut previous: Option<(Anchor, f64, Option<&str>)> = None;
+    for pair in pairs {
+        let outcome = peers.iter().find(|p| p.anchor == pair.anchor).map(|p| &p.outcome);
+        let t = pair.times;
+        let (peer_cells, peer_ns, unavailable) = match outcome {
+            Some(RepeatedOutcome::Measured { ns, cycles, min_ns, max_ns, .. }) => (
+                [
+                    cycles.map_or_else(|| "-".to_string(), |c| num(c * t)),
+                    num(ns * t),
+                    format!("[{}-{}]", num(min_ns * t), num(max_ns * t)),
+                ],
+                Some(ns * t),
+                None,
+            ),
+            Some(RepeatedOutcome::Missing(reason)) => (dash(), None, Some(format!("MISSING: {reason}"))),
+            Some(RepeatedOutcome::Failed(reason)) => (dash(), None, Some(format!("FAILED: {reason}"))),
+            None => (dash(), None, Some("MISSING: not run".to_string())),
+        };
+        // The peer's line, unless the pair before showed the same.
+        if previous != Some((pair.anchor, t, pair.peer)) {
+            lines.push(TableLine {
+                label: format!("peer: {}", pair.peer.unwrap_or(pair.anchor.describe())),
+                cells: columns.iter().map(|_| peer_cells.clone()).collect(),
+                goal: unavailable.clone().map_or_else(
+                    || format!("[{}]", pair.anchor.name()),
+                    |u| format!("[{}] {u}", pair.anchor.name()),
+                ),
+            });
+        }
+        previous = Some((pair.anchor, t, pair.peer));
+        // Ours: cycles and ns per operation, the ratio to the peer per boot.
+        let ratios: Vec<Option<Ratio>> = columns
+            .iter()
+            .map(|c| {
+                let (b, peer) = ((*c)?, peer_ns?);
+                per_boot(&b.boots, |boot| Some(ns_f((pair.figure)(boot)?, b.tsc_hz) / peer))
+            })
+            .collect();
+        let cells = columns
+            .iter()
+            .zip(&ratios)
+            .map(|(c, r)| match c.and_then(|b| Some((per_boot(&b.boots, |boot| (pair.figure)(boot))?, b))) {
+                Some((cycles, b)) => [num(cycles.median), num(ns_f(cycles.median, b.tsc_hz)), ratio_cell(*r)],
+                None => dash(),
+            })
+            .collect();
+        let goal = match (&pair.goal, &unavailable) {
+            (None, _) => String::new(),
+            (Some(g), None) => goal_cell(g.cell, g.goal, heads, &ratios),
+            (Some(g), Some(_)) => format!("{}: not judged, no peer", g.cell),
+        };
+        lines.push(TableLine { label: format!("  ours: {}", pair.ours), cells, goal });
+        if let Some(g) = &pair.goal {
+            let verdicts: Vec<String> = heads
+                .iter()
+                .zip(&ratios)
+                .filter(|(h, _)| h.unjudged.is_none())
+                .map(|(h, r)| match (r, &unavailable) {
+                    (_, Some(u)) => format!("{} not judged (peer {u})", h.label),
+                    (Some(r), None) => format!(
+                        "{} {} ({}x)",
+                        h.label,
+                        if g.goal.met(r.median) { "met" } else { "MISSED" },
+                        num(r.median)
+                    ),
+                    (None, None) => format!("{} not measured (no such row in this run)", h.label),
+                })
+                .collect();
+            summary.push(format!("{} [{}]: {}", g.summary, pair.anchor.name(), verdicts.join(", ")));
+        }
+    }
+    let title = format!("native peers on this host (bench/anchors, C; median of {runs} runs)");
+    (Section { title, heads: ["cyc/op", "ns/op", "x peer"], lines }, summary)
+}
+
+/// Whether a peer failed (built or ran wrongly, not just missing here):
+/// the command then exits with failure, after its report.
+fn peer_failed(peers: &[Repeated]) -> bool {
+    peers.iter().any(|p| matches!(p.outcome, RepeatedOutcome::Failed(_)))
+}
+
+/// The lines under a linuxu table: how to read it, and the goals.
+fn linuxu_notes(repeats: usize, summary: &[String]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from(
+        "  linuxu: the image ran as a Linux process, each CPU a host thread; its cycles are the host's TSC,\n  \
+         converted to ns with the image's calibrated tsc_hz. The native peers ran in this command, before\n  \
+         the images, as C programs on the host kernel; x peer = our ns per op / the peer's, within each\n  \
+         boot, then the median [min-max] over boots (below 1: ours is faster).\n",
+    );
+    if summary.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "  goals (ours / native peer, median over {repeats} boots; not asserted):");
+    for line in summary {
+        let _ = writeln!(out, "    {line}");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
 // bench futex
 
 /// The `uklock.mutex` kinds `bench futex` builds an image for, in column
@@ -1297,30 +1982,67 @@ impl FutexColumn {
     }
 }
 
-fn futex_bench(repeats: usize, accel: &str, smp: u32, rounds: u64, iters: u64) -> Result<ExitCode> {
+/// The native peers of `bench futex --platform linuxu`.
+fn futex_peer_pairs() -> Vec<PeerPair> {
+    vec![
+        PeerPair {
+            anchor: Anchor::PthreadMutexPair,
+            ours: "uklock::Mutex lock + unlock (column's uklock.mutex)",
+            figure: per_op("pair", "uklock-mutex", None),
+            times: 1.0,
+            peer: None,
+            goal: Some(PeerGoal {
+                cell: "futex mutex <= 0.8x peer",
+                summary: "uncontended futex mutex (uklock::Mutex, uklock.mutex=futex) <= 0.8x pthread_mutex",
+                goal: Goal::AtMost(0.8),
+            }),
+        },
+        PeerPair {
+            anchor: Anchor::FutexPingPongSameCpu,
+            ours: "futex ping-pong on CPU 0, round trip / 2",
+            figure: per_op("wake_same", "futex-pingpong", None),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+        PeerPair {
+            anchor: Anchor::FutexPingPongCrossCpu,
+            ours: "futex ping-pong CPU 0 <-> CPU 1, round trip / 2",
+            figure: per_op("wake_cross", "futex-pingpong", None),
+            times: 1.0,
+            peer: None,
+            goal: None,
+        },
+    ]
+}
+
+fn futex_bench(
+    repeats: usize,
+    target: &Target,
+    smp: Option<u32>,
+    rounds: u64,
+    iters: u64,
+) -> Result<ExitCode> {
     if repeats == 0 {
         bail!("--repeats must be at least 1");
     }
     let ws = crate::load()?;
-    let base = vec![
-        format!("platform.accel={accel}"),
-        format!("platform.cpus={smp}"),
-        format!("platform.cmdline=rounds={rounds} iters={iters}"),
-    ];
+    let smp = smp.unwrap_or_else(|| if target.is_linuxu() { linuxu_cpus(1) } else { 4 });
+    let pairs = if target.is_linuxu() { futex_peer_pairs() } else { Vec::new() };
+    let peers = run_peers("futex", &pairs, repeats, None);
+    let mut base = target.sets();
+    base.extend([format!("platform.cpus={smp}"), format!("platform.cmdline=rounds={rounds} iters={iters}")]);
+    let tag = target.tag();
     let columns: Vec<FutexColumn> = MUTEX_KINDS
         .into_iter()
-        .map(|kind| futex_column(&ws, &base, kind, repeats, &format!("futexbench-{kind}-{accel}-{smp}")))
+        .map(|kind| futex_column(&ws, &base, kind, repeats, &format!("futexbench-{kind}-{tag}-{smp}")))
         .collect();
-    let host_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next().map(String::from))
-        .unwrap_or_else(|| "?".into());
     println!();
-    print!("{}", futex_report(&columns, repeats, host_cores, &load));
+    let with_peers = target.is_linuxu().then_some((peers.as_slice(), pairs.as_slice()));
+    print!("{}", futex_report(&columns, repeats, host_cores(), &load_average(), with_peers));
     let failed = columns.iter().any(|c| matches!(c.result, Err(Missing::Failed(_))));
     let none = columns.iter().all(|c| c.booted().is_none());
-    Ok(if failed || none { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed || none || peer_failed(&peers) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Builds and boots the image of `uklock.mutex=kind`; a kind kconfig
@@ -1349,8 +2071,15 @@ fn futex_column(
 }
 
 /// What `bench futex` prints: the header, the table, what is missing and
-/// why, and the host anchors.
-fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load: &str) -> String {
+/// why, and the host anchors: on kvm issue 11's figures, on linuxu the
+/// native peers measured in this run (`peers`) in the table, and the goals.
+fn futex_report(
+    columns: &[FutexColumn],
+    repeats: usize,
+    host_cores: usize,
+    load: &str,
+    peers: Option<(&[Repeated], &[PeerPair])>,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let booted: Vec<Option<&Booted>> = columns.iter().map(FutexColumn::booted).collect();
@@ -1367,15 +2096,14 @@ fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load
     let cpus: u32 = machine(first, "cpus").and_then(|c| c.parse().ok()).unwrap_or(1);
     let _ = writeln!(
         out,
-        "bench futex: {cpus} CPU(s), accelerator {} ({}), {repeats} boots per image, release; uksched.policy {}, \
+        "bench futex: {cpus} CPU(s), {}, {repeats} boots per image, release; uksched.policy {}, \
          ukspin.kind {}; TSC {:.0} MHz; host: {host_cores} cores, load average {load}",
-        first.accel.name(),
-        first.why,
+        first.where_ran(),
         machine(first, "policy").unwrap_or_else(|| "?".into()),
         machine(first, "spin").unwrap_or_else(|| "?".into()),
         first.tsc_hz as f64 / 1e6
     );
-    if first.accel == qemu::Accel::Tcg {
+    if first.is_tcg() {
         out.push_str(
             "  Under TCG the times mostly measure QEMU's translator, not the hardware: each guest\n  \
              instruction is emulated by several host ones, atomics and IPIs go through QEMU's\n  \
@@ -1383,9 +2111,10 @@ fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load
         );
     }
     if cpus > 1 && cpus as usize >= host_cores {
+        let (what, one) = if peers.is_some() { ("CPUs (host threads)", "CPU") } else { ("vCPUs", "vCPU") };
         let _ = writeln!(
             out,
-            "  {cpus} vCPUs on {host_cores} host cores: a vCPU that waits for another may wait for a host\n  \
+            "  {cpus} {what} on {host_cores} host cores: a {one} that waits for another may wait for a host\n  \
              time slice (a lock holder descheduled by the host stalls every spinning waiter), and\n  \
              throughput cannot scale past the host's free cores."
         );
@@ -1413,7 +2142,14 @@ fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load
     let heads: Vec<Head> = columns.iter().map(|c| Head { label: c.label(), unjudged: None }).collect();
     let labels: Vec<String> = heads.iter().map(|h| h.label.clone()).collect();
     let kinds: Vec<&str> = columns.iter().map(|c| c.kind).collect();
-    out.push_str(&render_sections(&futex_sections(&booted, &heads, &kinds), &labels));
+    let mut sections = futex_sections(&booted, &heads, &kinds);
+    let mut summary = Vec::new();
+    if let Some((peers, pairs)) = peers {
+        let (section, goals) = peer_section(&booted, &futex_goal_heads(&heads, &kinds), peers, pairs);
+        sections.push(section);
+        summary = goals;
+    }
+    out.push_str(&render_sections(&sections, &labels));
     for c in columns {
         if let Some(note) = &c.note {
             let _ = writeln!(out, "  {note}");
@@ -1452,11 +2188,29 @@ fn futex_report(columns: &[FutexColumn], repeats: usize, host_cores: usize, load
     for c in columns.iter().filter(|c| c.result.is_err()) {
         let _ = writeln!(out, "  {}: {}", c.label(), futex_missing_text(c));
     }
-    let _ = writeln!(
-        out,
-        "  Host Linux on this machine (issue 11; anchors, NOT measured by this run): {FUTEX_ANCHORS}."
-    );
+    match peers {
+        None => {
+            let _ = writeln!(
+                out,
+                "  Host Linux on this machine (issue 11; anchors, NOT measured by this run): {FUTEX_ANCHORS}."
+            );
+        }
+        Some(_) => out.push_str(&linuxu_notes(repeats, &summary)),
+    }
     out
+}
+
+/// The heads of the futex mutex goal: it judges `uklock::Mutex` in the
+/// `uklock.mutex=futex` image only.
+fn futex_goal_heads(heads: &[Head], kinds: &[&str]) -> Vec<Head> {
+    heads
+        .iter()
+        .zip(kinds)
+        .map(|(h, k)| Head {
+            label: h.label.clone(),
+            unjudged: (*k != "futex").then(|| "the wait-queue mutex is not judged".to_string()),
+        })
+        .collect()
 }
 
 /// Why column `c` has no numbers, for the report.
@@ -1558,14 +2312,7 @@ fn futex_sections(columns: &[Option<&Booted>], heads: &[Head], kinds: &[&str]) -
     kinds_measured.extend(["uklock-mutex", "futex-word"]);
     // The futex mutex goal judges uklock::Mutex in the futex image only,
     // and the raw futex mutex everywhere.
-    let mutex_heads: Vec<Head> = heads
-        .iter()
-        .zip(kinds)
-        .map(|(h, k)| Head {
-            label: h.label.clone(),
-            unjudged: (*k != "futex").then(|| "the wait-queue mutex is not judged".to_string()),
-        })
-        .collect();
+    let mutex_heads = futex_goal_heads(heads, kinds);
     let mut sections = Vec::new();
 
     // Uncontended pairs.
@@ -1633,6 +2380,400 @@ fn futex_sections(columns: &[Option<&Booted>], heads: &[Head], kinds: &[&str]) -
         lines,
     });
     sections
+}
+
+// ---------------------------------------------------------------------------
+// bench icount
+
+/// An image of `bench icount`: an app built with `platform.icount` and
+/// booted with `icount=1`, which makes it print only its `metric=icount`
+/// lines (see each app's crate documentation).
+struct IcountImage {
+    /// The table section's title.
+    title: &'static str,
+    app: &'static str,
+    /// The image name's middle part.
+    name: &'static str,
+    /// Its own `--set` options.
+    sets: &'static [&'static str],
+    /// Whether it links uksched: one image per policy; otherwise one image
+    /// for every column.
+    scheduled: bool,
+    /// `(option, machine-line key, value)` the image must report.
+    reports: Option<(&'static str, &'static str, &'static str)>,
+    /// Its rows, `(kind, label)`, in table order; a kind the image did not
+    /// print is left out.
+    rows: &'static [(&'static str, &'static str)],
+}
+
+/// The empty loop's row: the harness alone, what `net` subtracts.
+const ICOUNT_EMPTY: (&str, &str) = ("empty", "empty loop (the harness alone)");
+
+/// The images of `bench icount`, in table order.
+const ICOUNT_IMAGES: [IcountImage; 6] = [
+    IcountImage {
+        title: "rcubench, ukrcu.flavor=qsbr",
+        app: "rcubench",
+        name: "qsbr",
+        sets: &["ukrcu.flavor=qsbr"],
+        scheduled: true,
+        reports: Some(("ukrcu.flavor", "flavor", "qsbr")),
+        rows: &[
+            ICOUNT_EMPTY,
+            ("plain-read", "baseline: AtomicPtr load (Relaxed) + deref"),
+            ("rcu-read", "read_lock + RcuCell::load + deref + unlock"),
+        ],
+    },
+    IcountImage {
+        title: "rcubench, ukrcu.flavor=refcount",
+        app: "rcubench",
+        name: "refcount",
+        sets: &["ukrcu.flavor=refcount"],
+        scheduled: true,
+        reports: Some(("ukrcu.flavor", "flavor", "refcount")),
+        rows: &[ICOUNT_EMPTY, ("rcu-read", "read_lock + RcuCell::load + deref + unlock")],
+    },
+    IcountImage {
+        title: "schedbench",
+        app: "schedbench",
+        name: "sched",
+        sets: &[],
+        scheduled: true,
+        reports: None,
+        rows: &[
+            ICOUNT_EMPTY,
+            ("yield-alone", "yield_now, nothing else runnable (no switch)"),
+            ("switch", "context switch: 2 threads on CPU 0 yielding"),
+        ],
+    },
+    IcountImage {
+        title: "futexbench, uklock.mutex=futex",
+        app: "futexbench",
+        name: "futex",
+        sets: &["uklock.mutex=futex"],
+        scheduled: true,
+        reports: Some(("uklock.mutex", "mutex", "futex")),
+        rows: &[
+            ICOUNT_EMPTY,
+            ("ticket", "baseline: ukspin::TicketLock lock + unlock"),
+            ("spinlock", "ukspin::SpinLock (ukspin.kind) lock + unlock"),
+            ("futex-word", "raw posix-futex mutex lock + unlock"),
+            ("uklock-mutex", "uklock::Mutex lock + unlock"),
+        ],
+    },
+    IcountImage {
+        title: "futexbench, uklock.mutex=waitqueue",
+        app: "futexbench",
+        name: "waitqueue",
+        sets: &["uklock.mutex=waitqueue"],
+        scheduled: true,
+        reports: Some(("uklock.mutex", "mutex", "waitqueue")),
+        rows: &[ICOUNT_EMPTY, ("uklock-mutex", "uklock::Mutex lock + unlock")],
+    },
+    IcountImage {
+        title: "smpbench (no uksched: one image, shown in each column)",
+        app: "smpbench",
+        name: "smp",
+        sets: &[],
+        scheduled: false,
+        reports: None,
+        rows: &[ICOUNT_EMPTY, ("run-on", "uksmp::run_on(1, || ()) round trip from CPU 0")],
+    },
+];
+
+/// Kinds that involve more than one vCPU: QEMU runs the vCPUs round-robin
+/// in one thread, and whether that interleaving repeats exactly is
+/// measured, not assumed; their spread over boots is reported, never
+/// failed.
+const ICOUNT_MULTI_CPU: &[&str] = &["run-on"];
+
+/// CPUs of every `bench icount` image: the round trip needs two, and with
+/// two the spinlocks are the SMP ones (one CPU compiles them down).
+const ICOUNT_CPUS: u32 = 2;
+
+/// The `metric=icount` lines of a serial log: what must be the same in
+/// every boot of an image under `-icount` (the test suite compares them).
+pub fn icount_lines(serial: &str) -> Vec<String> {
+    serial.lines().filter(|l| l.starts_with("bench: metric=icount ")).map(str::to_string).collect()
+}
+
+/// One kind's count in one image, over its boots.
+#[derive(Debug, Clone, PartialEq)]
+struct IcountCell {
+    /// Per boot: the median sample's `(cycles, ops)` (cycles are
+    /// instructions here).
+    per_boot: Vec<(u64, u64)>,
+    /// Per boot: instructions per operation.
+    per_op: Vec<f64>,
+    /// Per boot: the same minus the empty loop's per operation.
+    net: Vec<f64>,
+    /// Boots in which some sample made another number of operations
+    /// (`odd=`: the context switch's count off by a preemption).
+    odd_boots: usize,
+    /// Boots of the image (a boot without this kind's line makes the cell
+    /// vary).
+    boots: usize,
+}
+
+impl IcountCell {
+    /// The same in every boot.
+    fn same(&self) -> bool {
+        self.per_boot.len() == self.boots && self.per_boot.windows(2).all(|w| w[0] == w[1])
+    }
+}
+
+/// The median (the lower middle for even counts), smallest and largest of
+/// a non-empty sample.
+fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    (v[(v.len() - 1) / 2], v[0], v[v.len() - 1])
+}
+
+/// `kind`'s cell in an image's boots, `None` when no boot printed it.
+fn icount_cell(boots: &[Vec<BenchLine>], kind: &str) -> Option<IcountCell> {
+    let value = |b: &[BenchLine], k: &str, key: &str| boot_value(b, "icount", k, None, key);
+    let mut cell = IcountCell {
+        per_boot: Vec::new(),
+        per_op: Vec::new(),
+        net: Vec::new(),
+        odd_boots: 0,
+        boots: boots.len(),
+    };
+    for b in boots {
+        let (Some(cycles), Some(ops)) = (value(b, kind, "cycles"), value(b, kind, "ops")) else { continue };
+        let per_op = cycles as f64 / ops.max(1) as f64;
+        cell.per_boot.push((cycles, ops));
+        cell.per_op.push(per_op);
+        if let (Some(e), Some(n)) = (value(b, "empty", "cycles"), value(b, "empty", "ops")) {
+            cell.net.push(per_op - e as f64 / n.max(1) as f64);
+        }
+        cell.odd_boots += usize::from(value(b, kind, "odd").is_some_and(|n| n > 0));
+    }
+    (!cell.per_boot.is_empty()).then_some(cell)
+}
+
+/// One section of the `bench icount` table: an image's rows, a cell per
+/// column (policy).
+struct IcountSection {
+    title: String,
+    /// One image shown in every column (it links no scheduler): its
+    /// spread and notes are given once.
+    shared: bool,
+    /// `(kind, label, cells per column)`.
+    rows: Vec<(&'static str, &'static str, Vec<Option<IcountCell>>)>,
+}
+
+/// The `bench:` lines of each boot of one image.
+type Boots = Vec<Vec<BenchLine>>;
+
+/// Builds the sections from each image's boots per column.
+fn icount_sections(images: &[(&IcountImage, Vec<Boots>)]) -> Vec<IcountSection> {
+    images
+        .iter()
+        .map(|(image, columns)| {
+            let rows = image
+                .rows
+                .iter()
+                .map(|&(kind, label)| {
+                    let cells: Vec<Option<IcountCell>> =
+                        columns.iter().map(|boots| icount_cell(boots, kind)).collect();
+                    (kind, label, cells)
+                })
+                .filter(|(_, _, cells)| cells.iter().any(Option::is_some))
+                .collect();
+            IcountSection { title: image.title.to_string(), shared: !image.scheduled, rows }
+        })
+        .collect()
+}
+
+/// The table of `bench icount` and the lines below it; the second value
+/// lists the counts of one CPU that were not the same in every boot (the
+/// command fails on them).
+fn icount_table(sections: &[IcountSection], policies: &[&str]) -> (String, Vec<String>) {
+    use std::fmt::Write as _;
+    let label_width = sections
+        .iter()
+        .flat_map(|s| s.rows.iter().map(|r| r.1.len() + 4).chain([s.title.len() + 2]))
+        .max()
+        .unwrap_or(0);
+    // Per column: instructions per operation and net, each median over boots.
+    let cell_text = |kind: &str, c: &Option<IcountCell>| match c {
+        None => ["-".to_string(), "-".to_string()],
+        Some(c) => {
+            let (per_op, _, _) = spread(&c.per_op);
+            let mark = if c.same() { "" } else { "~" };
+            let net = if c.net.is_empty() || kind == ICOUNT_EMPTY.0 {
+                "-".to_string()
+            } else {
+                format!("{mark}{:.2}", spread(&c.net).0)
+            };
+            [format!("{mark}{per_op:.2}"), net]
+        }
+    };
+    let heads = ["instr/op", "net"];
+    let w = |i: usize| {
+        sections
+            .iter()
+            .flat_map(|s| s.rows.iter().flat_map(|r| r.2.iter().map(|c| cell_text(r.0, c)[i].len())))
+            .chain([heads[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1) = (w(0), w(1));
+    let group = (w0 + w1 + 1).max(policies.iter().map(|p| p.len()).max().unwrap_or(0));
+    let w0 = group - w1 - 1;
+    let mut out = String::new();
+    let mut varied = Vec::new();
+    let mut notes = Vec::new();
+    let _ = write!(out, "  {:<label_width$} {:>6}", "", "");
+    for p in policies {
+        let _ = write!(out, " | {p:^group$}");
+    }
+    let _ = writeln!(out, " |");
+    let _ = write!(out, "  {:<label_width$} {:>6}", "path", "ops");
+    for _ in policies {
+        let _ = write!(out, " | {:>w0$} {:>w1$}", heads[0], heads[1]);
+    }
+    let _ = writeln!(out, " | across boots");
+    for section in sections {
+        let _ = writeln!(out, "  {}", section.title);
+        for (kind, label, cells) in &section.rows {
+            let ops = cells.iter().flatten().find_map(|c| c.per_boot.first().map(|p| p.1)).unwrap_or(0);
+            let _ = write!(out, "    {:<width$} {ops:>6}", label, width = label_width - 2);
+            for c in cells {
+                let [a, b] = cell_text(kind, c);
+                let _ = write!(out, " | {a:>w0$} {b:>w1$}");
+            }
+            let mut present: Vec<(&str, &IcountCell)> =
+                policies.iter().zip(cells).filter_map(|(p, c)| Some((*p, c.as_ref()?))).collect();
+            if section.shared {
+                present = present.into_iter().take(1).map(|(_, c)| ("one image:", c)).collect();
+            }
+            let boots = present.iter().map(|(_, c)| c.boots).max().unwrap_or(0);
+            let unequal: Vec<String> = present
+                .iter()
+                .filter(|(_, c)| !c.same())
+                .map(|(p, c)| {
+                    let (m, lo, hi) = spread(&c.per_op);
+                    let per_boot: Vec<String> = c.per_op.iter().map(|v| format!("{v:.2}")).collect();
+                    format!("{p} {m:.2} [{lo:.2}..{hi:.2}] (per boot: {})", per_boot.join(", "))
+                })
+                .collect();
+            if unequal.is_empty() {
+                let _ = writeln!(out, " | same in {boots} boots");
+            } else {
+                let _ = writeln!(out, " | VARIES: {}", unequal.join("; "));
+                let what = format!("{}: {label}: {}", section.title, unequal.join("; "));
+                if ICOUNT_MULTI_CPU.contains(kind) {
+                    notes.push(format!(
+                        "{what}: two vCPUs take part and QEMU interleaves them round-robin; reported as the median [min..max] over boots, not failed"
+                    ));
+                } else {
+                    varied.push(what);
+                }
+            }
+            if ICOUNT_MULTI_CPU.contains(kind) && unequal.is_empty() {
+                notes.push(format!(
+                    "{}: {label}: two vCPUs take part (QEMU runs them round-robin in one thread); the count was the same in all {boots} boots",
+                    section.title
+                ));
+            }
+            for (p, c) in &present {
+                if c.odd_boots > 0 {
+                    notes.push(format!(
+                        "{}: {label} [{p}]: in {} of {} boots some sample made another number of operations than {ops} (a preemption in the window); the median sample is shown",
+                        section.title, c.odd_boots, c.boots
+                    ));
+                }
+            }
+        }
+    }
+    for note in notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    (out, varied)
+}
+
+fn icount_bench(repeats: usize, policy: Option<&str>) -> Result<ExitCode> {
+    if repeats < 2 {
+        bail!("--repeats must be at least 2: bench icount compares the counts between boots");
+    }
+    let policies: Vec<&str> = match policy {
+        Some(p) => vec![POLICIES.into_iter().find(|q| *q == p).with_context(|| format!("--policy {p}"))?],
+        None => POLICIES.to_vec(),
+    };
+    let ws = crate::load()?;
+    let mut images = Vec::new();
+    for image in &ICOUNT_IMAGES {
+        let mut columns: Vec<Boots> = Vec::new();
+        let per_image: &[&str] = if image.scheduled { &policies } else { &policies[..1] };
+        for &p in per_image {
+            let mut sets = vec![
+                "platform.accel=tcg".to_string(),
+                "platform.icount=true".into(),
+                format!("platform.cpus={ICOUNT_CPUS}"),
+                "platform.cmdline=icount=1".into(),
+            ];
+            sets.extend(image.sets.iter().map(|s| s.to_string()));
+            let name = if image.scheduled {
+                sets.push(format!("uksched.policy={p}"));
+                format!("{}-icount-{}-{p}", image.app, image.name)
+            } else {
+                format!("{}-icount-{}", image.app, image.name)
+            };
+            eprintln!("bench icount: {name}: release build, then {repeats} boots");
+            let booted = build_and_boot(&ws, image.app, &name, &sets, repeats)?;
+            if image.scheduled {
+                check_policy(&booted, image.app, p)?;
+            }
+            if let Some((option, key, value)) = image.reports {
+                check_machine_id(&booted, image.app, option, key, value)?;
+            }
+            if !booted.rows.iter().any(|r| r.id("metric") == Some("icount")) {
+                bail!("{name} printed no metric=icount line (does {} know icount=1?)", image.app);
+            }
+            columns.push(booted.boots);
+        }
+        if !image.scheduled {
+            let only = columns[0].clone();
+            columns.resize(policies.len(), only);
+        }
+        images.push((image, columns));
+    }
+    let (table, varied) = icount_table(&icount_sections(&images), &policies);
+    println!();
+    println!(
+        "bench icount: instructions per operation: TCG with -icount shift=0,align=off,sleep=off, where a guest TSC"
+    );
+    println!(
+        "  delta counts the instructions every vCPU executed; release, {ICOUNT_CPUS} CPUs, the measured loop on CPU 0"
+    );
+    println!("  (the other CPU idle unless the path uses it), {repeats} boots per image and policy.");
+    println!(
+        "  Each boot: the median of 11 samples, after a warm-up, of one loop of `ops` operations: TSC delta / ops"
+    );
+    println!(
+        "  (the TSC reads around the loop add their few instructions / ops). net: minus the empty loop's instr/op"
+    );
+    println!("  in the same boot, which is the harness's own cost per operation.");
+    println!("  A count shown with ~ varied between boots (median over boots); see across boots.");
+    print!("{table}");
+    if varied.is_empty() {
+        println!("every count of one CPU was the same in all {repeats} boots of its image");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "\nFAILED: counts of one CPU differed between boots; under -icount they cannot unless something in the"
+        );
+        println!(
+            "measured window depends on the host (wall-clock time, a poll loop, a timer set from host time):"
+        );
+        for v in &varied {
+            println!("  {v}");
+        }
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 #[cfg(test)]
@@ -1741,7 +2882,13 @@ mod tests {
 
     fn booted(boots: Vec<Vec<BenchLine>>) -> Booted {
         let rows = aggregate(&boots);
-        Booted { boots, rows, tsc_hz: 1_000_000_000, accel: qemu::Accel::Tcg, why: "requested".into() }
+        Booted {
+            boots,
+            rows,
+            tsc_hz: 1_000_000_000,
+            ran: Ran::Qemu(qemu::Accel::Tcg),
+            why: "requested".into(),
+        }
     }
 
     #[test]
@@ -2065,7 +3212,7 @@ mod tests {
             },
             FutexColumn { kind: "futex", result: Err(Missing::Config(error.into())), note: None },
         ];
-        let report = futex_report(&columns, 1, 2, "0.5");
+        let report = futex_report(&columns, 1, 2, "0.5", None);
         let table_head = report.lines().find(|l| l.contains(" | goal")).unwrap_or_default();
         let head: Vec<&str> = table_head.split('|').map(str::trim).collect();
         assert_eq!(head, ["", "waitqueue", "futex (missing)", "goal"], "{report}");
@@ -2101,15 +3248,440 @@ mod tests {
             bench: BenchCmd,
         }
         let parsed = |args: &[&str]| match Cli::try_parse_from([&["bench", "futex"], args].concat()) {
-            Ok(Cli { bench: BenchCmd::Futex { repeats, accel, smp, rounds, iters } }) => {
+            Ok(Cli { bench: BenchCmd::Futex { repeats, accel, smp, rounds, iters, on } }) => {
+                assert_eq!(on, PlatformArgs { platform: Platform::Kvm, no_pin: false });
                 (repeats, accel, smp, rounds, iters)
             }
             other => panic!("{other:?}"),
         };
-        assert_eq!(parsed(&[]), (5, "auto".into(), 4, 200, 5000));
+        // --accel and --smp default in futex_bench (auto and 4 under QEMU).
+        assert_eq!(parsed(&[]), (5, None, None, 200, 5000));
         assert_eq!(
             parsed(&["--repeats", "3", "--smp", "2", "--accel", "tcg"]),
-            (3, "tcg".into(), 2, 200, 5000)
+            (3, Some("tcg".into()), Some(2), 200, 5000)
         );
+    }
+
+    /// One synthetic `icount=1` boot: the empty loop at 2 instructions per
+    /// iteration, `switch` at `switch` per switch, `run-on` at `run_on`.
+    fn icount_boot(switch: u64, run_on: u64, odd: u64) -> Vec<BenchLine> {
+        bench_lines(&format!(
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 policy=preempt\n\
+             bench: metric=icount kind=empty samples=11 ops=1000 cycles=2010 min=2010 max=2010\n\
+             bench: metric=icount kind=switch samples=11 ops=200 cycles={} min=1 max=2 odd={odd}\n\
+             bench: metric=icount kind=run-on samples=11 ops=100 cycles={} min=1 max=2\n",
+            switch * 200,
+            run_on * 100
+        ))
+    }
+
+    const ICOUNT_TEST_IMAGE: IcountImage = IcountImage {
+        title: "synthetic",
+        app: "schedbench",
+        name: "test",
+        sets: &[],
+        scheduled: true,
+        reports: None,
+        rows: &[
+            ICOUNT_EMPTY,
+            ("yield-alone", "absent from every boot"),
+            ("switch", "context switch"),
+            ("run-on", "round trip"),
+        ],
+    };
+
+    #[test]
+    fn icount_table_shows_raw_and_net_and_checks_boots() {
+        // coop: the same in both boots; preempt: the switch varies (a
+        // failure) and so does the round trip (a note only).
+        let coop = vec![icount_boot(400, 350, 0), icount_boot(400, 350, 0)];
+        let preempt = vec![icount_boot(400, 350, 1), icount_boot(410, 360, 0)];
+        let images = [(&ICOUNT_TEST_IMAGE, vec![coop, preempt])];
+        let sections = icount_sections(&images);
+        assert_eq!(sections[0].rows.len(), 3, "a kind no boot printed has no row");
+        let (table, varied) = icount_table(&sections, &["coop", "preempt"]);
+        let head: Vec<&str> = table.lines().next().unwrap_or_default().split('|').map(str::trim).collect();
+        assert_eq!(head, ["", "coop", "preempt", ""], "{table}");
+        let empty = table_line(&table, "empty loop");
+        // 2010 / 1000 = 2.01; no net for the empty loop itself.
+        assert_eq!(column_cells(empty, 0), ["2.01", "-"], "{table}");
+        assert!(empty.ends_with("| same in 2 boots"), "{table}");
+        let switch = table_line(&table, "context switch");
+        assert_eq!(column_cells(switch, 0), ["400.00", "397.99"], "{table}");
+        // The lower median of 400 and 410, marked as varying.
+        assert_eq!(column_cells(switch, 1), ["~400.00", "~397.99"], "{table}");
+        assert!(
+            switch.contains("VARIES: preempt 400.00 [400.00..410.00] (per boot: 400.00, 410.00)"),
+            "{table}"
+        );
+        // Only the single-CPU row fails; the two-vCPU one is a note.
+        assert_eq!(varied.len(), 1, "{varied:?}");
+        assert!(varied[0].starts_with("synthetic: context switch: preempt"), "{varied:?}");
+        assert!(table.contains("note: synthetic: round trip: preempt 350.00 [350.00..360.00]"), "{table}");
+        assert!(table.contains("context switch [preempt]: in 1 of 2 boots some sample"), "{table}");
+        // An image without a scheduler fills every column; its spread is given once.
+        let unscheduled = IcountImage { scheduled: false, ..ICOUNT_TEST_IMAGE };
+        let boots = vec![icount_boot(400, 350, 0), icount_boot(400, 360, 0)];
+        let images = [(&unscheduled, vec![boots.clone(), boots])];
+        let (table, varied) = icount_table(&icount_sections(&images), &["coop", "preempt"]);
+        assert!(varied.is_empty(), "{varied:?}");
+        let round_trip = table_line(&table, "round trip");
+        assert_eq!(column_cells(round_trip, 0), column_cells(round_trip, 1), "{table}");
+        assert!(
+            round_trip.ends_with("| VARIES: one image: 350.00 [350.00..360.00] (per boot: 350.00, 360.00)"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn icount_cells_compare_whole_boots() {
+        let boots = [icount_boot(400, 350, 0), icount_boot(400, 350, 0)];
+        let cell = icount_cell(&boots, "switch").expect("printed");
+        assert!(cell.same());
+        assert_eq!(cell.per_boot, [(80000, 200), (80000, 200)]);
+        // A boot without the line is not "the same".
+        let missing =
+            [icount_boot(400, 350, 0), bench_lines("bench: metric=icount kind=empty ops=1 cycles=2\n")];
+        assert!(!icount_cell(&missing, "switch").expect("one boot printed it").same());
+        assert_eq!(icount_cell(&missing, "yield-alone"), None);
+        assert_eq!(
+            icount_lines("x\nbench: metric=icount kind=empty ops=1 cycles=2\nbench: metric=machine cpus=1\n"),
+            ["bench: metric=icount kind=empty ops=1 cycles=2"]
+        );
+    }
+
+    #[test]
+    fn bench_icount_options_and_kvm_refused() {
+        use clap::Parser as _;
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: BenchCmd,
+        }
+        let parsed = |args: &[&str]| {
+            Cli::try_parse_from([&["bench", "icount"], args].concat())
+                .map(|c| match c.bench {
+                    BenchCmd::Icount { repeats, accel, policy, .. } => (repeats, accel, policy),
+                    other => panic!("{other:?}"),
+                })
+                .map_err(|e| e.kind())
+        };
+        assert_eq!(parsed(&[]), Ok((2, "tcg".into(), None)));
+        assert_eq!(parsed(&["--policy", "coop"]), Ok((2, "tcg".into(), Some("coop".into()))));
+        assert_eq!(parsed(&["--policy", "fifo"]), Err(clap::error::ErrorKind::InvalidValue));
+        // Refused before anything is built.
+        let err =
+            run(&BenchCmd::Icount { repeats: 2, accel: "kvm".into(), policy: None, platform: Platform::Kvm })
+                .expect_err("kvm cannot count instructions");
+        assert!(err.to_string().contains("under TCG only; --accel kvm cannot run it"), "{err}");
+        let err =
+            run(&BenchCmd::Icount { repeats: 1, accel: "tcg".into(), policy: None, platform: Platform::Kvm })
+                .expect_err("one boot compares nothing");
+        assert!(err.to_string().contains("at least 2"), "{err}");
+    }
+
+    fn parse_bench(args: &[&str]) -> std::result::Result<BenchCmd, clap::error::ErrorKind> {
+        use clap::Parser as _;
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(subcommand)]
+            bench: BenchCmd,
+        }
+        Cli::try_parse_from([&["bench"], args].concat()).map(|c| c.bench).map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn every_bench_with_images_takes_a_platform() {
+        let linuxu = PlatformArgs { platform: Platform::Linuxu, no_pin: false };
+        for bench in ["smp", "sched", "rcu", "futex"] {
+            let on = match parse_bench(&[bench, "--platform", "linuxu"]) {
+                Ok(
+                    BenchCmd::Smp { on, .. }
+                    | BenchCmd::Sched { on, .. }
+                    | BenchCmd::Rcu { on, .. }
+                    | BenchCmd::Futex { on, .. },
+                ) => on,
+                other => panic!("{bench}: {other:?}"),
+            };
+            assert_eq!(on, linuxu, "{bench}");
+            let Ok(
+                BenchCmd::Smp { on, .. }
+                | BenchCmd::Sched { on, .. }
+                | BenchCmd::Rcu { on, .. }
+                | BenchCmd::Futex { on, .. },
+            ) = parse_bench(&[bench])
+            else {
+                panic!("{bench}")
+            };
+            assert_eq!(on, PlatformArgs { platform: Platform::Kvm, no_pin: false }, "{bench}");
+            assert_eq!(
+                parse_bench(&[bench, "--platform", "xen"]).err(),
+                Some(clap::error::ErrorKind::InvalidValue),
+                "{bench}"
+            );
+        }
+        // --no-pin parses anywhere; Target refuses it on kvm.
+        let Ok(BenchCmd::Rcu { on, accel, .. }) = parse_bench(&["rcu", "--platform", "linuxu", "--no-pin"])
+        else {
+            panic!()
+        };
+        assert_eq!((on.no_pin, accel), (true, None));
+    }
+
+    #[test]
+    fn options_that_make_no_sense_on_the_platform_are_errors_naming_both() {
+        let kvm = PlatformArgs { platform: Platform::Kvm, no_pin: false };
+        let linuxu = PlatformArgs { platform: Platform::Linuxu, no_pin: false };
+        // kvm: --accel or its default, exactly as before.
+        assert_eq!(Target::new("rcu", None, "tcg", &kvm).unwrap(), Target::Qemu("tcg".into()));
+        assert_eq!(Target::new("futex", Some("kvm"), "auto", &kvm).unwrap(), Target::Qemu("kvm".into()));
+        assert_eq!(Target::new("sched", None, "auto", &kvm).unwrap().sets(), ["platform.accel=auto"]);
+        // linuxu: pinned unless --no-pin.
+        let t = Target::new("sched", None, "auto", &linuxu).unwrap();
+        assert_eq!(t.sets(), ["platform.name=linuxu", "platform.pin=true"]);
+        assert_eq!(t.tag(), "linuxu");
+        let unpinned = PlatformArgs { no_pin: true, ..linuxu.clone() };
+        let t = Target::new("sched", None, "auto", &unpinned).unwrap();
+        assert_eq!(t.sets(), ["platform.name=linuxu", "platform.pin=false"]);
+        assert_eq!(t.tag(), "linuxu-unpinned");
+        let err = Target::new("rcu", Some("tcg"), "tcg", &linuxu).expect_err("no QEMU on linuxu").to_string();
+        assert!(err.contains("--accel tcg") && err.contains("--platform linuxu"), "{err}");
+        let err = Target::new("futex", None, "auto", &PlatformArgs { no_pin: true, ..kvm })
+            .expect_err("kvm has no platform.pin")
+            .to_string();
+        assert!(err.contains("--no-pin") && err.contains("platform kvm"), "{err}");
+        // Refused before anything is built: smp with --accel, boot and icount at all.
+        let err = run(&BenchCmd::Smp {
+            repeats: 1,
+            accel: Some("kvm".into()),
+            smp: None,
+            ipi_rounds: 1,
+            on: linuxu.clone(),
+        })
+        .expect_err("no QEMU on linuxu")
+        .to_string();
+        assert!(err.starts_with("bench smp: --accel kvm makes no sense with --platform linuxu"), "{err}");
+        for (args, what) in [
+            (&["boot", "--platform", "linuxu"][..], "bench boot"),
+            (&["boot", "--icount", "--platform", "linuxu"][..], "bench boot"),
+            (&["icount", "--platform", "linuxu"][..], "bench icount"),
+        ] {
+            let cmd = parse_bench(args).expect("parses");
+            let err = run(&cmd).expect_err("kvm only").to_string();
+            assert!(err.starts_with(what) && err.contains("--platform linuxu cannot run it"), "{err}");
+        }
+    }
+
+    #[test]
+    fn linuxu_sets_resolve_for_every_bench_app() {
+        let ws = crate::load().expect("the workspace loads");
+        let linuxu = Target::Linuxu { pin: true };
+        for (app, extra) in [
+            ("smpbench", vec!["platform.cmdline=ipi_rounds=10"]),
+            ("schedbench", vec!["uksched.policy=coop", "platform.cmdline=rounds=10"]),
+            (
+                "rcubench",
+                vec!["uksched.policy=preempt", "ukrcu.flavor=qsbr", "platform.cmdline=reader_yield_us=1"],
+            ),
+            ("futexbench", vec!["uklock.mutex=futex", "platform.cmdline=rounds=10 iters=10"]),
+        ] {
+            let mut sets = linuxu.sets();
+            sets.push("platform.cpus=2".into());
+            sets.extend(extra.iter().map(|s| s.to_string()));
+            let resolved = ws.resolve(app, None, &sets).unwrap_or_else(|e| panic!("{app}: {e}"));
+            assert_eq!(resolved.platform, "linuxu", "{app}");
+            let (guest, _) = Guest::from_resolved(&resolved, None).expect("a process");
+            assert!(matches!(guest, Guest::Process { cpus: 2, .. }), "{app}: {guest:?}");
+            assert_eq!(resolved.option("platform", "pin"), Some(&kconfig::Value::Bool(true)), "{app}");
+        }
+    }
+
+    /// A peer measured at `ns` ns (and 2.3 cycles per ns) in every run.
+    fn measured(anchor: Anchor, ns: f64) -> Repeated {
+        Repeated {
+            anchor,
+            outcome: RepeatedOutcome::Measured {
+                ns,
+                cycles: Some(ns * 2.3),
+                min_ns: ns * 0.9,
+                max_ns: ns * 1.1,
+                runs: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn the_peer_section_shows_each_peer_and_ours_with_the_ratio_and_goal() {
+        // Two sched columns at 1 GHz: switches of 100 and 300 cycles (ns).
+        let boot = |switch: u64, policy: &str| {
+            bench_lines(&format!(
+                "bench: metric=machine cpus=2 tsc_hz=1000000000 policy={policy}\n\
+                 bench: metric=switch kind=same-cpu samples=11 cycles={switch}\n"
+            ))
+        };
+        let coop = booted(vec![boot(100, "coop"), boot(120, "coop"), boot(80, "coop")]);
+        let preempt = booted(vec![boot(300, "preempt")]);
+        let heads: Vec<Head> =
+            POLICIES.iter().map(|p| Head { label: p.to_string(), unjudged: None }).collect();
+        let peers = [measured(Anchor::YieldPingPongSameCpu, 1000.0)];
+        let (section, summary) =
+            peer_section(&[Some(&coop), Some(&preempt)], &heads, &peers, &sched_peer_pairs());
+        assert_eq!(section.lines.len(), 2);
+        let table = render_sections(&[section], &["coop".into(), "preempt".into()]);
+        let peer = table_line(&table, "peer: sched_yield ping-pong");
+        assert_eq!(column_cells(peer, 0), ["2300", "1000", "[900.0-1100]"], "{table}");
+        assert_eq!(column_cells(peer, 0), column_cells(peer, 1), "{table}");
+        assert!(peer.ends_with("| [yield_pingpong_same_cpu]"), "{table}");
+        let ours = table_line(&table, "ours: context switch");
+        // Per boot 0.1, 0.12 and 0.08 of the peer: the median and range.
+        assert_eq!(column_cells(ours, 0), ["100.0", "100.0", "0.10x", "[0.08-0.12]"], "{table}");
+        assert_eq!(column_cells(ours, 1), ["300.0", "300.0", "0.30x", "[0.30-0.30]"], "{table}");
+        assert!(ours.ends_with("<= 0.2x peer: coop met, preempt MISSED"), "{table}");
+        assert_eq!(
+            summary,
+            ["same-CPU thread switch <= 0.2x Linux's sched_yield ping-pong [yield_pingpong_same_cpu]: \
+                 coop met (0.10x), preempt MISSED (0.30x)"]
+        );
+    }
+
+    #[test]
+    fn a_missing_peer_is_shown_with_its_reason_and_judges_nothing() {
+        let columns = [FutexColumn {
+            kind: "futex",
+            result: Ok(booted(vec![futex_boot("futex", 80, 60)])),
+            note: None,
+        }];
+        let reason = "liburcu is not installed (header <urcu/urcu-qsbr.h> not found)";
+        let peers = [
+            measured(Anchor::PthreadMutexPair, 100.0),
+            Repeated {
+                anchor: Anchor::FutexPingPongSameCpu,
+                outcome: RepeatedOutcome::Failed("crashed".into()),
+            },
+            Repeated {
+                anchor: Anchor::FutexPingPongCrossCpu,
+                outcome: RepeatedOutcome::Missing("needs 2 host CPUs".into()),
+            },
+        ];
+        let pairs = futex_peer_pairs();
+        let report = futex_report(&columns, 1, 2, "0.5", Some((&peers, &pairs)));
+        // 80 cycles at 1 GHz against 100 ns: 0.8x, met (at most 0.8x).
+        let ours = table_line(&report, "ours: uklock::Mutex lock + unlock");
+        assert_eq!(column_cells(ours, 0), ["80.0", "80.0", "0.80x", "[0.80-0.80]"], "{report}");
+        assert!(ours.ends_with("futex mutex <= 0.8x peer: futex met"), "{report}");
+        let cross = table_line(&report, "peer: futex ping-pong across 2 host CPUs");
+        assert_eq!(column_cells(cross, 0), ["-", "-", "-"], "{report}");
+        assert!(cross.ends_with("[futex_pingpong_cross_cpu] MISSING: needs 2 host CPUs"), "{report}");
+        let same = table_line(&report, "peer: futex ping-pong on 1 host CPU");
+        assert!(same.ends_with("[futex_pingpong_same_cpu] FAILED: crashed"), "{report}");
+        assert!(report.contains(
+            "    uncontended futex mutex (uklock::Mutex, uklock.mutex=futex) <= 0.8x pthread_mutex [pthread_mutex_pair]: futex met (0.80x)"
+        ), "{report}");
+        assert!(!report.contains("NOT measured by this run"), "{report}");
+        assert!(peer_failed(&peers));
+        // A goal whose peer is missing: not judged, with the reason.
+        let missing =
+            [Repeated { anchor: Anchor::PthreadMutexPair, outcome: RepeatedOutcome::Missing(reason.into()) }];
+        let report = futex_report(&columns, 1, 2, "0.5", Some((&missing, &pairs)));
+        assert!(report.contains(&format!("[pthread_mutex_pair] MISSING: {reason}")), "{report}");
+        assert!(
+            table_line(&report, "ours: uklock::Mutex lock + unlock")
+                .ends_with("futex mutex <= 0.8x peer: not judged, no peer"),
+            "{report}"
+        );
+        assert!(
+            report.contains(&format!("[pthread_mutex_pair]: futex not judged (peer MISSING: {reason})")),
+            "{report}"
+        );
+        assert!(!peer_failed(&missing));
+        // The peers asked for but not run at all are missing too, never dropped.
+        let report = futex_report(&columns, 1, 2, "0.5", Some((&[], &pairs)));
+        // Three peer lines and the goal's summary.
+        assert_eq!(report.matches("MISSING: not run").count(), 4, "{report}");
+    }
+
+    #[test]
+    fn peer_figures_read_one_boot() {
+        let boot = bench_lines(
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 apic=none source=TSC\n\
+             bench: metric=ipi_rtt samples=1000 cycles=5000\n\
+             bench: metric=call_rtt samples=1000 cycles=7000\n\
+             bench: metric=lock kind=spinlock cpus=1 ops=1000 window=30000 min=1000 max=1000\n\
+             bench: metric=lock kind=spinlock cpus=2 ops=1000 window=90000 min=400 max=600\n\
+             bench: metric=pair kind=uklock-mutex samples=11 ops=2000 cycles=86000\n",
+        );
+        assert_eq!(kindless("ipi_rtt")(&boot), Some(5000.0));
+        assert_eq!(kindless("call_rtt")(&boot), Some(7000.0));
+        assert_eq!(kindless("lock")(&boot), None);
+        assert_eq!(per_op_of_rate("lock", "spinlock", 1)(&boot), Some(30.0));
+        assert_eq!(per_op_of_rate("lock", "spinlock", 2)(&boot), Some(90.0));
+        assert_eq!(per_op("pair", "uklock-mutex", None)(&boot), Some(43.0));
+        assert_eq!(per_op("pair", "ticket", None)(&boot), None);
+        // Each bench's peers are the anchors that map to its rows.
+        for (bench, pairs) in [
+            ("rcu", rcu_peer_pairs()),
+            ("futex", futex_peer_pairs()),
+            ("sched", sched_peer_pairs()),
+            ("smp", smp_peer_pairs()),
+        ] {
+            for p in &pairs {
+                assert!(p.anchor.ukrs_row().contains(bench), "{bench}: {:?}", p.anchor);
+            }
+        }
+        assert_eq!(
+            peer_anchors(&rcu_peer_pairs()),
+            [
+                Anchor::UrcuQsbrRead,
+                Anchor::UrcuMembRead,
+                Anchor::PthreadRwlockRead,
+                Anchor::UrcuQsbrSync,
+                Anchor::UrcuMembSync
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peer_shared_by_consecutive_rows_is_shown_once() {
+        let boot = bench_lines(
+            "bench: metric=machine cpus=2 tsc_hz=1000000000 apic=none source=TSC\n\
+             bench: metric=ipi_rtt samples=1000 cycles=5000\n\
+             bench: metric=call_rtt samples=1000 cycles=7000\n",
+        );
+        let b = booted(vec![boot]);
+        let heads = [Head { label: "linuxu, 2 CPUs".into(), unjudged: None }];
+        let peers = [measured(Anchor::FutexPingPongCrossCpu, 5000.0)];
+        let (section, summary) = peer_section(&[Some(&b)], &heads, &peers, &smp_peer_pairs());
+        assert!(summary.is_empty(), "{summary:?}");
+        let table = render_sections(&[section], &[heads[0].label.clone()]);
+        assert_eq!(
+            table.matches("peer: futex ping-pong across 2 host CPUs, a round trip").count(),
+            1,
+            "{table}"
+        );
+        // The round trips against twice the hand-off: 10000 ns.
+        let peer = table_line(&table, "peer: futex ping-pong across");
+        assert_eq!(column_cells(peer, 0)[1], "10000", "{table}");
+        assert_eq!(column_cells(table_line(&table, "ours: IPI round trip"), 0)[2], "0.50x", "{table}");
+        assert_eq!(column_cells(table_line(&table, "ours: uksmp::run_on"), 0)[2], "0.70x", "{table}");
+        // The peers of the 1-CPU lock rows are missing (not run): shown so.
+        assert_eq!(table.matches("MISSING: not run").count(), 2, "{table}");
+    }
+
+    #[test]
+    fn the_linuxu_sched_table_keeps_the_rows_of_kvm() {
+        let boot = |c: u64| {
+            bench_lines(&format!(
+                "bench: metric=machine cpus=2 tsc_hz=1000000000 policy=coop\n\
+                 bench: metric=switch kind=same-cpu samples=11 cycles={c}\n\
+                 bench: metric=wakeup kind=spin-flag samples=51 cycles=400\n"
+            ))
+        };
+        let column = SchedColumn { rows: aggregate(&[boot(100), boot(300)]), tsc_hz: 1_000_000_000 };
+        let section = sched_section(std::slice::from_ref(&column));
+        let table = render_sections(&[section], &["coop".into()]);
+        let switch = table_line(&table, "context switch: 2 threads on 1 CPU yielding");
+        assert_eq!(column_cells(switch, 0), ["100", "100.0", "[100..300]"], "{table}");
+        assert!(table.contains("      baseline: flag seen by a spinner on CPU 1"), "{table}");
+        assert_eq!(sched_table(&[column]).lines().count(), 4);
     }
 }

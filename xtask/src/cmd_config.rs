@@ -212,6 +212,7 @@ mod tests {
                 option("alloc", alloc, 0, Value::Choice("linked-list".to_string()), Source::CommandLine),
                 option("alloc", alloc, 1, Value::Bool(false), Source::Default),
             ],
+            notes: Vec::new(),
         }
     }
 

@@ -50,9 +50,12 @@ pub fn image_manifest(ws: &Workspace, resolved: &Resolved, image_name: &str) -> 
         .with_context(|| format!("unknown platform {}", resolved.platform))?;
     let tests = resolved.libraries.iter().any(|l| l == "uktest");
     let mut deps = String::new();
+    // The platform registers in-guest tests too (kvm: its clock's).
+    let platform_features =
+        if tests && platform.features.iter().any(|f| f == "uktest") { "\"uktest\"" } else { "" };
     writeln!(
         deps,
-        "{} = {{ path = {} }}",
+        "{} = {{ path = {}, features = [{platform_features}] }}",
         platform.crate_name,
         toml_str(&platform.dir.display().to_string())
     )?;

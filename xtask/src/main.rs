@@ -5,7 +5,7 @@
 //! | command | does |
 //! |---|---|
 //! | `build --app NAME [--config FILE] [--set LIB.OPTION=VALUE]... [--release]` | resolves the config, links the image, prints its path and size |
-//! | `run --app NAME [build options] [--smp N] [--machine microvm\|q35] [--accel auto\|kvm\|tcg] [--timeout SECS] [--gdb [--gdb-port P]] [--qemu-arg ARG]...` | builds and boots it under QEMU, exits with the guest's status |
+//! | `run --app NAME [build options] [--smp N] [--machine microvm\|q35] [--accel auto\|kvm\|tcg] [--timeout SECS] [--gdb [--gdb-port P]] [--qemu-arg ARG]...` | builds and boots it under QEMU (or, with `--set platform.name=linuxu`, runs the executable directly), exits with the guest's status |
 //! | `test [--filter TEXT] [--guest-only] [--verbose]` | host unit tests of every crate and every in-guest test, with progress, then `N passed, N failed, N skipped` |
 //! | `config --app NAME [--config FILE] [--set ...]` | the resolved configuration with values, help and sources |
 //! | `list` | apps, platforms, libraries and their options |
@@ -23,8 +23,10 @@
 //! context chains), `kconfig` (this workspace's config resolver, shared with
 //! `libs/ukconfig`'s build script), `libc` (the `/dev/kvm` probe).
 
+mod anchors;
 mod bench;
 mod cmd_config;
+mod guest;
 mod image;
 mod progress;
 mod qemu;
@@ -48,7 +50,8 @@ struct Cli {
 enum Cmd {
     /// Build an app's image and print its path and size.
     Build(BuildArgs),
-    /// Build and boot an app's image under QEMU; exit with the guest's status.
+    /// Build and boot an app's image under QEMU, or run it as a Linux
+    /// process (platform linuxu); exit with the guest's status.
     Run(RunArgs),
     /// Run the host unit tests and every in-guest test app.
     Test(test::TestArgs),
@@ -72,7 +75,8 @@ struct ConfigArgs {
     /// Config file instead of config/<app>.toml.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Override an option: LIB.OPTION=VALUE or platform.OPTION=VALUE.
+    /// Override an option: LIB.OPTION=VALUE or platform.OPTION=VALUE;
+    /// platform.name=NAME chooses the platform (e.g. linuxu).
     #[arg(long = "set", value_name = "LIB.OPTION=VALUE")]
     sets: Vec<String>,
 }
@@ -104,11 +108,12 @@ struct RunArgs {
     timeout: u64,
     /// Build with full debug info, start QEMU's gdb stub and keep the guest
     /// stopped until gdb attaches and continues; prints the gdb command.
+    /// On linuxu: runs the executable under gdb (`gdb --args IMAGE`).
     #[arg(long)]
     gdb: bool,
-    /// The local TCP port of QEMU's gdb stub (with --gdb).
-    #[arg(long, default_value_t = 1234, requires = "gdb")]
-    gdb_port: u16,
+    /// The local TCP port of QEMU's gdb stub (with --gdb; default 1234).
+    #[arg(long, requires = "gdb")]
+    gdb_port: Option<u16>,
     /// An extra argument for QEMU, appended to its command line (repeat for
     /// several, e.g. `--qemu-arg=-d --qemu-arg=int`).
     #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -173,20 +178,62 @@ pub fn vm_config(resolved: &kconfig::Resolved, gdb: Option<u16>) -> Result<(qemu
     Ok((vm, why))
 }
 
+/// Prints the resolution's notes (what it left out on purpose), one
+/// `note: ...` line each, on stderr.
+fn print_notes(resolved: &kconfig::Resolved) {
+    for note in &resolved.notes {
+        eprintln!("note: {note}");
+    }
+}
+
 fn cmd_build(args: &BuildArgs) -> Result<ExitCode> {
     let ws = load()?;
     let resolved = resolve(&ws, &args.config)?;
+    print_notes(&resolved);
     let opts = image::BuildOptions { release: args.release, ..Default::default() };
     let img = image::build(&ws, &resolved, &opts)?;
     println!("{} ({} bytes, {:.1} KiB)", img.path.display(), img.size, img.size as f64 / 1024.0);
     Ok(ExitCode::SUCCESS)
 }
 
+/// `run`'s options that only QEMU understands, with what each is, given
+/// in `args`: an error for a platform that runs as a Linux process.
+fn qemu_only_options(args: &RunArgs) -> Vec<(&'static str, &'static str)> {
+    [
+        ("--machine", "QEMU's machine type", args.machine.is_some()),
+        ("--accel", "QEMU's accelerator", args.accel.is_some()),
+        ("--icount", "QEMU's instruction counting (TCG)", args.icount),
+        ("--qemu-arg", "an argument for QEMU", !args.qemu_args.is_empty()),
+        ("--gdb-port", "the port of QEMU's gdb stub", args.gdb_port.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, _, given)| *given)
+    .map(|(flag, what, _)| (flag, what))
+    .collect()
+}
+
+/// QEMU's gdb stub port when `--gdb-port` is not given.
+const DEFAULT_GDB_PORT: u16 = 1234;
+
 fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
     let ws = load()?;
     let mut config = args.build.config.clone();
     if let Some(n) = args.smp {
         config.sets.push(format!("platform.cpus={n}"));
+    }
+    // The platform decides how the image runs; QEMU's options need QEMU.
+    let base = resolve(&ws, &config)?;
+    let process = guest::PROCESS_PLATFORMS.contains(&base.platform.as_str());
+    if process && let Some((flag, what)) = qemu_only_options(args).first() {
+        return Err(kconfig::ConfigError::new(
+            *flag,
+            "",
+            format!(
+                "{what}; platform {} runs the image as a Linux process, not under QEMU: drop {flag}, or run under QEMU with --set platform.name=kvm",
+                base.platform
+            ),
+        )
+        .into());
     }
     if let Some(m) = &args.machine {
         config.sets.push(format!("platform.machine={m}"));
@@ -200,39 +247,65 @@ fn cmd_run(args: &RunArgs) -> Result<ExitCode> {
             config.sets.push("platform.accel=tcg".into());
         }
     }
-    let resolved = resolve(&ws, &config)?;
+    let resolved = if process { base } else { resolve(&ws, &config)? };
+    print_notes(&resolved);
     let opts =
         image::BuildOptions { release: args.build.release, debug_info: args.gdb, ..Default::default() };
     let img = image::build(&ws, &resolved, &opts)?;
     eprintln!("xtask: image {} ({} bytes)", img.path.display(), img.size);
-    let (mut vm, why) = vm_config(&resolved, args.gdb.then_some(args.gdb_port))?;
-    vm.extra_args.clone_from(&args.qemu_args);
-    eprintln!("xtask: accelerator {} ({why})", vm.accel.name());
-    eprintln!(
-        "xtask: booting {} on {} with {} CPU(s), {} MiB, accelerator {}",
-        resolved.app,
-        vm.machine,
-        vm.cpus,
-        vm.memory_mib,
-        vm.accel.name()
-    );
+    let (mut guest, why) = guest::Guest::from_resolved(
+        &resolved,
+        args.gdb.then_some(args.gdb_port.unwrap_or(DEFAULT_GDB_PORT)),
+    )?;
+    match &mut guest {
+        guest::Guest::Qemu(vm) => {
+            vm.extra_args.clone_from(&args.qemu_args);
+            eprintln!("xtask: accelerator {} ({why})", vm.accel.name());
+            eprintln!(
+                "xtask: booting {} on {} with {} CPU(s), {} MiB, accelerator {}",
+                resolved.app,
+                vm.machine,
+                vm.cpus,
+                vm.memory_mib,
+                vm.accel.name()
+            );
+        }
+        guest::Guest::Process { cpus, memory_mib } => eprintln!(
+            "xtask: running {} as a Linux process (platform {}, no QEMU) with {cpus} CPU(s) (host threads), {memory_mib} MiB",
+            resolved.app, resolved.platform
+        ),
+    }
+    let app = ws.apps.get(&resolved.app).map_or(resolved.app.clone(), |a| a.crate_name.replace('-', "_"));
     if args.gdb {
+        if let guest::Guest::Process { .. } = guest {
+            // gdb runs the process itself: interactive, no timeout.
+            eprintln!("xtask: starting gdb; e.g. `break {app}::main`, then `run`");
+            let status = guest::gdb_process(&img.path)?;
+            return Ok(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1)));
+        }
         setup::program(setup::Program::Gdb)?;
-        let app = ws.apps.get(&resolved.app).map_or(resolved.app.clone(), |a| a.crate_name.replace('-', "_"));
         eprintln!("xtask: the guest is stopped until gdb attaches; in another terminal run:");
-        eprintln!("    {}", gdb_command(&img.path, args.gdb_port));
+        eprintln!("    {}", gdb_command(&img.path, args.gdb_port.unwrap_or(DEFAULT_GDB_PORT)));
         eprintln!("xtask: then e.g. `break {app}::main` and `continue`");
     }
     let timeout = if args.gdb { None } else { Some(Duration::from_secs(args.timeout)) };
-    let result = qemu::run_interactive(qemu::command(&img.path, &vm), timeout)?;
-    if !result.qemu_stderr.trim().is_empty() {
-        eprintln!("xtask: QEMU said:\n{}", result.qemu_stderr.trim_end());
+    let result = guest.run_interactive(&img.path, timeout)?;
+    if !result.stderr.trim().is_empty() {
+        let who = match guest {
+            guest::Guest::Qemu(_) => "QEMU said",
+            guest::Guest::Process { .. } => "the image's stderr",
+        };
+        eprintln!("xtask: {who}:\n{}", result.stderr.trim_end());
     }
     if result.outcome == qemu::Outcome::TimedOut {
-        eprintln!("xtask: guest timed out after {} s and was killed; serial log:", args.timeout);
-        eprintln!("----- serial log ({} bytes) -----", result.serial.len());
+        let log = match guest {
+            guest::Guest::Qemu(_) => "serial log",
+            guest::Guest::Process { .. } => "output",
+        };
+        eprintln!("xtask: guest timed out after {} s and was killed; {log}:", args.timeout);
+        eprintln!("----- {log} ({} bytes) -----", result.serial.len());
         eprintln!("{}", result.serial.trim_end());
-        eprintln!("----- end of serial log -----");
+        eprintln!("----- end of {log} -----");
     }
     eprintln!("xtask: {} after {:.0} ms", result.outcome.describe(), result.wall.as_secs_f64() * 1000.0);
     Ok(ExitCode::from(u8::try_from(result.outcome.exit_code()).unwrap_or(1)))
@@ -246,6 +319,7 @@ pub fn gdb_command(image: &Path, port: u16) -> String {
 fn cmd_config(args: &ConfigArgs) -> Result<ExitCode> {
     let ws = load()?;
     let resolved = resolve(&ws, args)?;
+    print_notes(&resolved);
     print!("{}", cmd_config::config(&ws, &resolved));
     Ok(ExitCode::SUCCESS)
 }
@@ -330,6 +404,45 @@ mod tests {
         assert!(help.contains("[allowed: microvm, q35; default microvm (platform kvm)]"), "{help}");
         assert!(help.contains("[allowed: auto, kvm, tcg; default auto (platform kvm)]"), "{help}");
         assert!(help.contains("--qemu-arg <ARG>"), "{help}");
+    }
+
+    /// `run`'s arguments from a command line.
+    fn run_args(args: &[&str]) -> RunArgs {
+        let matches = cli_command().try_get_matches_from(args).expect("parses");
+        let Cmd::Run(args) = Cli::from_arg_matches(&matches).expect("valid").command else {
+            panic!("not run")
+        };
+        args
+    }
+
+    #[test]
+    fn qemu_options_are_an_error_on_linuxu() {
+        let linuxu = ["xtask", "run", "--app", "helloworld", "--set", "platform.name=linuxu"];
+        for (flag, value) in [
+            ("--machine", Some("q35")),
+            ("--accel", Some("tcg")),
+            ("--icount", None),
+            ("--qemu-arg", Some("-d")),
+        ] {
+            let mut line: Vec<&str> = linuxu.to_vec();
+            line.push(flag);
+            line.extend(value);
+            // Refused before anything is built.
+            let err = cmd_run(&run_args(&line)).expect_err(flag);
+            let err = err.downcast_ref::<kconfig::ConfigError>().expect("a configuration error (status 2)");
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("{flag}: ")), "{text}");
+            assert!(
+                text.contains("platform linuxu runs the image as a Linux process, not under QEMU"),
+                "{text}"
+            );
+        }
+        let args = run_args(&["xtask", "run", "--app", "a", "--machine", "q35", "--icount"]);
+        let flags: Vec<&str> = qemu_only_options(&args).into_iter().map(|(flag, _)| flag).collect();
+        assert_eq!(flags, ["--machine", "--icount"]);
+        assert!(
+            qemu_only_options(&run_args(&["xtask", "run", "--app", "a", "--smp", "2", "--gdb"])).is_empty()
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Running an image under QEMU: accelerator choice, command line, timeout,
-//! serial capture and the guest's exit status.
+//! serial capture and the guest's exit status. The watcher itself (timeout,
+//! capture, typing) is [`crate::guest`]'s, shared with the images that run
+//! as Linux processes.
 
-use anyhow::{Context, Result, bail};
-use std::io::Read;
+use anyhow::{Result, bail};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// Added by the kvm platform to the status it writes to `isa-debug-exit`
 /// (`platforms/kvm/src/shutdown.rs`).
@@ -186,6 +187,9 @@ pub enum Outcome {
     QemuFailed(i32),
     /// Killed after the timeout.
     TimedOut,
+    /// Killed by this signal (QEMU, or a linuxu image, which handles the
+    /// signals its faults raise and exits with a status instead).
+    Signal(i32),
 }
 
 impl Outcome {
@@ -198,6 +202,12 @@ impl Outcome {
         } else {
             Outcome::QemuFailed(code)
         }
+    }
+
+    /// Decodes the exit code of an image that ran as a Linux process
+    /// (`linuxu`): the code (0..=255 on Linux) is the image's status.
+    pub fn from_process_code(code: i32) -> Outcome {
+        Outcome::Status((code & 0xff) as u8)
     }
 
     /// The exit code xtask passes on: the guest's status, or 1 for other failures.
@@ -218,6 +228,7 @@ impl Outcome {
             Outcome::NoStatus => "guest stopped without reporting a status (reset or triple fault)".into(),
             Outcome::QemuFailed(code) => format!("QEMU failed with exit code {code}"),
             Outcome::TimedOut => "guest timed out".into(),
+            Outcome::Signal(n) => format!("guest killed by signal {} ({n})", crate::guest::signal_name(*n)),
         }
     }
 }
@@ -227,25 +238,23 @@ impl Outcome {
 pub struct RunResult {
     /// How it ended.
     pub outcome: Outcome,
-    /// Everything the guest wrote to the serial console.
+    /// Everything the guest wrote to the serial console (QEMU's standard
+    /// output, or a linuxu image's).
     pub serial: String,
-    /// QEMU's own stderr.
-    pub qemu_stderr: String,
-    /// Wall time from spawning QEMU to its exit.
+    /// QEMU's own stderr, or a linuxu image's.
+    pub stderr: String,
+    /// Wall time from spawning QEMU (or the image) to its exit.
     pub wall: Duration,
 }
 
-/// Runs `cmd` with a timeout, capturing the serial console (QEMU's stdout);
-/// with `echo` the console is also copied to our stdout as it arrives.
-pub fn run(cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<RunResult> {
-    run_with_input(cmd, timeout, echo, None)
-}
-
-/// [`run`] with our own standard input connected to the serial console, so
-/// a person can type to the guest (`cargo xtask run`).
-pub fn run_interactive(mut cmd: Command, timeout: Option<Duration>) -> Result<RunResult> {
-    cmd.stdin(Stdio::inherit());
-    run_with_stdin(cmd, timeout, true, None, false)
+/// Runs `cmd` (a QEMU command) with a timeout and no input, capturing the
+/// serial console (QEMU's stdout); with `echo` the console is also copied
+/// to our stdout as it arrives. See [`crate::guest`] for the watcher, and
+/// [`crate::guest::Guest::run`] for typing into the console.
+pub fn run(mut cmd: Command, timeout: Option<Duration>, echo: bool) -> Result<RunResult> {
+    cmd.stdin(Stdio::null());
+    crate::setup::program(crate::setup::Program::Qemu)?;
+    crate::guest::watch(cmd, timeout, echo, None, decode)
 }
 
 /// What to type into the serial console, and when.
@@ -259,93 +268,12 @@ pub struct Typing<'a> {
     pub bytes: &'a [u8],
 }
 
-/// [`run`], typing into the serial console (QEMU's standard input) once the
-/// guest printed the prompt.
-pub fn run_with_input(
-    cmd: Command,
-    timeout: Option<Duration>,
-    echo: bool,
-    input: Option<Typing<'_>>,
-) -> Result<RunResult> {
-    run_with_stdin(cmd, timeout, echo, input, true)
-}
-
-fn run_with_stdin(
-    mut cmd: Command,
-    timeout: Option<Duration>,
-    echo: bool,
-    input: Option<Typing<'_>>,
-    set_stdin: bool,
-) -> Result<RunResult> {
-    if set_stdin {
-        cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+/// How a QEMU run ended, from QEMU's exit status.
+pub fn decode(status: ExitStatus) -> Outcome {
+    match status.signal() {
+        Some(signal) => Outcome::Signal(signal),
+        None => Outcome::from_exit_code(status.code().unwrap_or(-1)),
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    crate::setup::program(crate::setup::Program::Qemu)?;
-    let start = Instant::now();
-    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
-    // Kept open until QEMU exits: an early EOF is not what a terminal gives.
-    let mut stdin = child.stdin.take();
-    let mut pending = input;
-    let serial = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().context("qemu stdout")?;
-    let sink = Arc::clone(&serial);
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if echo {
-                        use std::io::Write;
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&buf[..n]);
-                        let _ = out.flush();
-                    }
-                    sink.lock().expect("serial buffer").extend_from_slice(&buf[..n]);
-                }
-            }
-        }
-    });
-    let mut stderr = child.stderr.take().context("qemu stderr")?;
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for qemu")? {
-            break Some(status);
-        }
-        if let (Some(typing), Some(pipe)) = (pending, stdin.as_mut()) {
-            let prompted = {
-                let serial = serial.lock().expect("serial buffer");
-                serial.windows(typing.after.len().max(1)).any(|w| w == typing.after.as_bytes())
-            };
-            if prompted {
-                use std::io::Write;
-                pipe.write_all(typing.bytes).context("writing to QEMU's standard input")?;
-                pipe.flush().context("writing to QEMU's standard input")?;
-                pending = None;
-            }
-        }
-        if timeout.is_some_and(|t| start.elapsed() >= t) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    let wall = start.elapsed();
-    drop(stdin);
-    let _ = reader.join();
-    let qemu_stderr = err_reader.join().unwrap_or_default();
-    let serial = String::from_utf8_lossy(&serial.lock().expect("serial buffer")).into_owned();
-    let outcome = match status {
-        None => Outcome::TimedOut,
-        Some(status) => Outcome::from_exit_code(status.code().unwrap_or(-1)),
-    };
-    Ok(RunResult { outcome, serial, qemu_stderr, wall })
 }
 
 #[cfg(test)]
@@ -361,6 +289,10 @@ mod tests {
         assert_eq!(Outcome::from_exit_code(-1), Outcome::QemuFailed(-1));
         assert_eq!(Outcome::Status(3).exit_code(), 3);
         assert_eq!(Outcome::TimedOut.exit_code(), 1);
+        assert_eq!(Outcome::from_process_code(0), Outcome::Status(0));
+        assert_eq!(Outcome::from_process_code(111), Outcome::Status(111));
+        assert_eq!(Outcome::Signal(9).exit_code(), 1);
+        assert_eq!(Outcome::Signal(9).describe(), "guest killed by signal SIGKILL (9)");
     }
 
     #[test]

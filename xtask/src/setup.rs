@@ -246,6 +246,52 @@ pub fn install_command(distro: Distro, program: Program, root: bool) -> String {
     }
 }
 
+/// Makes sure a development package (headers and libraries, no program to
+/// look for on `PATH`) is installed: `present` says whether it is; when it is
+/// not, installs `package(distro)` as root on Debian or Ubuntu (saying so, as
+/// for [`program`]), and otherwise fails with the command to run. Used for
+/// `liburcu-dev` by the benchmarks' native peers ([`crate::anchors`]).
+pub fn package(package: fn(Distro) -> &'static str, purpose: &str, present: impl Fn() -> bool) -> Result<()> {
+    if present() {
+        return Ok(());
+    }
+    let distro = std::fs::read_to_string("/etc/os-release").ok().as_deref().and_then(distro_from_os_release);
+    let root = is_root();
+    let command = |d: Distro| {
+        let name = package(d);
+        let sudo = if root { "" } else { "sudo " };
+        match d {
+            Distro::Debian => format!("{sudo}apt-get install -y {name}"),
+            Distro::Fedora => format!("{sudo}dnf install -y {name}"),
+            Distro::Arch => format!("{sudo}pacman -S --noconfirm {name}"),
+            Distro::Suse => format!("{sudo}zypper install -y {name}"),
+            Distro::Alpine => format!("{sudo}apk add {name}"),
+        }
+    };
+    match distro {
+        Some(Distro::Debian) if root && which("apt-get").is_some() => {
+            let name = package(Distro::Debian);
+            eprintln!(
+                "xtask: {name} is missing ({purpose}): running apt-get update && apt-get install -y {name}"
+            );
+            apt_get(&["update", "-qq"])?;
+            apt_get(&["install", "-y", "-qq", name])?;
+            if !present() {
+                bail!("installed {name} but it is still not usable");
+            }
+            eprintln!("xtask: installed {name}");
+            Ok(())
+        }
+        Some(d) => bail!("{} is not installed ({purpose}); install it with: {}", package(d), command(d)),
+        None => bail!(
+            "{} is not installed ({purpose}) and this system is not one xtask knows how to install it on \
+             (Debian/Ubuntu: {})",
+            package(Distro::Debian),
+            command(Distro::Debian)
+        ),
+    }
+}
+
 /// `name` on `PATH`, if it is there.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -273,6 +319,26 @@ pub fn program(program: Program) -> Result<()> {
     Ok(())
 }
 
+/// Runs `apt-get ARGS` non-interactively; its error output becomes the
+/// error on failure.
+fn apt_get(args: &[&str]) -> Result<()> {
+    let output = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdin(Stdio::null())
+        .output()
+        .context("running apt-get")?;
+    if !output.status.success() {
+        bail!(
+            "apt-get {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 fn ensure_program(program: Program) -> Result<()> {
     let name = program.binary();
     if which(name).is_some() {
@@ -287,26 +353,9 @@ fn ensure_program(program: Program) -> Result<()> {
                 "xtask: {name} is missing ({}): running apt-get update && {command}",
                 program.purpose()
             );
-            let run = |args: &[&str]| -> Result<()> {
-                let output = Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .stdin(Stdio::null())
-                    .output()
-                    .context("running apt-get")?;
-                if !output.status.success() {
-                    bail!(
-                        "apt-get {} failed ({}): {}",
-                        args.join(" "),
-                        output.status,
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    );
-                }
-                Ok(())
-            };
-            run(&["update", "-qq"])?;
+            apt_get(&["update", "-qq"])?;
             let package = command.rsplit(' ').next().expect("install command names a package");
-            run(&["install", "-y", "-qq", package])?;
+            apt_get(&["install", "-y", "-qq", package])?;
             if which(name).is_none() {
                 bail!("installed {package} but {name} is still not on PATH");
             }

@@ -20,6 +20,7 @@
 //! its reason, never as passed. For every guest that runs uktest, the
 //! totals it prints must equal the per-case lines xtask parsed.
 
+use crate::guest::Guest;
 use crate::image::{self, BuildOptions};
 use crate::progress::Console;
 use crate::qemu::{self, Outcome};
@@ -134,6 +135,13 @@ struct GuestCheck {
     /// Statuses accepted besides `expect.status` (a deliberately broken
     /// build that may fail in more than one way).
     also_status: &'static [u8],
+    /// Boot it twice: these lines of the serial log must be there and the
+    /// same in both boots (instruction counts under `platform.icount`).
+    same_twice: Option<fn(&str) -> Vec<String>>,
+    /// At most this many instructions from the image's first one to `main`
+    /// (ukboot's `first instruction to main` line, printed with
+    /// `platform.icount` and `ukboot.init_times`).
+    max_to_main: Option<u64>,
 }
 
 fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestCheck {
@@ -150,6 +158,8 @@ fn check(name: &str, app: &'static str, sets: &[&str], expect: Expect) -> GuestC
         skip: None,
         absent: &[],
         also_status: &[],
+        same_twice: None,
+        max_to_main: None,
     }
 }
 
@@ -297,6 +307,7 @@ fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> 
     checks.extend(sched_checks(&no_kvm));
     checks.extend(rcu_checks());
     checks.extend(futex_checks());
+    checks.extend(linuxu_checks());
     let other = match auto {
         qemu::Accel::Kvm => qemu::Accel::Tcg,
         qemu::Accel::Tcg => qemu::Accel::Kvm,
@@ -308,17 +319,45 @@ fn guest_checks(auto: qemu::Accel, kvm: &Result<(), String>) -> Vec<GuestCheck> 
     };
     let name = |what: &str| format!("{what} ({})", other.name());
     checks.push(check(&name("helloworld"), "helloworld", &[set], ok(hello)).unless(unusable.clone()));
-    // Instruction counting: QEMU's -icount and ukboot's per-stage report.
-    checks.push(check(
-        "helloworld: instructions per boot stage (tcg, icount)",
-        "helloworld",
-        &["platform.accel=tcg", "platform.icount=true", "ukboot.init_times=true"],
-        ok(&[
-            "ukboot: boot stage platform ",
-            "ukboot: boot stage init:",
-            "ukboot: first instruction to main ",
-        ]),
-    ));
+    // Instruction counting: QEMU's -icount and ukboot's per-stage report,
+    // on the image `bench boot --icount` counts (release), with its goal.
+    for machine in ["microvm", "q35"] {
+        let set = format!("platform.machine={machine}");
+        checks.push(GuestCheck {
+            release: true,
+            max_to_main: Some(crate::bench::BOOT_ICOUNT_GOAL),
+            ..check(
+                &format!(
+                    "helloworld: instructions per boot stage, at most {} to main (tcg, icount, {machine})",
+                    crate::bench::BOOT_ICOUNT_GOAL
+                ),
+                "helloworld",
+                &[&set, "platform.accel=tcg", "platform.icount=true", "ukboot.init_times=true"],
+                ok(&[
+                    "ukboot: boot stage platform ",
+                    "ukboot: boot stage init:",
+                    "ukboot: first instruction to main ",
+                ]),
+            )
+        });
+    }
+    // The same counts in two boots: a same-CPU context switch, yield_now
+    // and the loop around them (apps/schedbench with icount=1).
+    checks.push(GuestCheck {
+        same_twice: Some(crate::bench::icount_lines),
+        ..check(
+            "schedbench: instruction counts (yield, context switch) the same in two boots (tcg, icount)",
+            "schedbench",
+            &[
+                "platform.accel=tcg",
+                "platform.icount=true",
+                "platform.cpus=2",
+                "uksched.policy=preempt",
+                "platform.cmdline=icount=1",
+            ],
+            ok(&["bench: metric=icount kind=switch "]),
+        )
+    });
     checks.push(
         check(
             &name("tests"),
@@ -774,6 +813,164 @@ fn futex_checks() -> Vec<GuestCheck> {
     checks
 }
 
+/// The apps that need no devices, run as Linux processes (`--set
+/// platform.name=linuxu`, each CPU a host thread): helloworld on 1 and 4
+/// CPUs; sched, futex and rcu (torture and tests) under both policies on
+/// 1, 2 and 4 CPUs; tests on 1; smp on 1, 2 and 4. The same expectations
+/// as under QEMU, less what is
+/// about QEMU's devices. No accelerator is involved: none of these is
+/// skipped for want of KVM.
+fn linuxu_checks() -> Vec<GuestCheck> {
+    let unsupported = (!cfg!(all(target_os = "linux", target_arch = "x86_64")))
+        .then(|| "linuxu images are Linux x86_64 executables; this host is not one".to_string());
+    // A check of `app` on linuxu with `cpus` CPUs and more `--set`s.
+    let on = |name: String, app: &'static str, cpus: usize, more: &[&str], expect: Expect| {
+        let cpus = format!("platform.cpus={cpus}");
+        let sets: Vec<&str> =
+            ["platform.name=linuxu", cpus.as_str()].into_iter().chain(more.iter().copied()).collect();
+        check(&name, app, &sets, expect)
+    };
+    let expect = |serial: Vec<String>, uktest: bool, cpu_lines: Option<usize>| Expect {
+        status: Some(0),
+        serial: leaked(serial),
+        uktest,
+        cpu_lines,
+    };
+    let policies = || ["coop", "preempt"].into_iter().flat_map(|policy| [1, 2, 4].map(|cpus| (policy, cpus)));
+    let mut checks = Vec::new();
+    for cpus in [1, 4] {
+        let serial =
+            ["Hello, world! ukrs on linuxu", "CPU: ", "Memory: ", "Boot: "].map(String::from).to_vec();
+        checks.push(on(
+            format!("helloworld (linuxu, {})", n_cpus(cpus)),
+            "helloworld",
+            cpus,
+            &[],
+            expect(serial, false, None),
+        ));
+    }
+    for (policy, cpus) in policies() {
+        let set = format!("uksched.policy={policy}");
+        let started = match policy {
+            "coop" => format!("uksched: coop scheduler on {cpus} CPU(s)"),
+            _ => format!("uksched: {policy} scheduler on {cpus} CPU(s), "),
+        };
+        checks.push(on(
+            format!("sched (linuxu, {policy}, {})", n_cpus(cpus)),
+            "sched",
+            cpus,
+            &[&set],
+            expect(vec![started, format!("sched: {policy} policy on {cpus} CPU(s)")], true, None),
+        ));
+        let serial = vec![
+            format!("futex: {policy} policy on {cpus} CPU(s), "),
+            "broken_unlocked_check=false".into(),
+            " 0 lost wake-ups".into(),
+        ];
+        checks.push(GuestCheck {
+            timeout: Some(Duration::from_secs(90)),
+            ..on(
+                format!("futex (linuxu, {policy}, {})", n_cpus(cpus)),
+                "futex",
+                cpus,
+                &[&set],
+                expect(serial, true, None),
+            )
+        });
+        let serial = vec![
+            format!("rcu: rcutorture on {cpus} CPU(s), {policy} policy, qsbr flavour, "),
+            "rcutorture: reads=".into(),
+            " errors=0 barrier_errors=0".into(),
+        ];
+        checks.push(GuestCheck {
+            timeout: Some(Duration::from_secs(60)),
+            ..on(
+                format!("rcu: rcutorture (linuxu, {policy}, {})", n_cpus(cpus)),
+                "rcu",
+                cpus,
+                &[&set, "platform.cmdline=duration_ms=1500"],
+                expect(serial, false, None),
+            )
+        });
+        checks.push(GuestCheck {
+            timeout: Some(Duration::from_secs(90)),
+            ..on(
+                format!("rcu: ukrcu, stack and hash map tests (linuxu, {policy}, {})", n_cpus(cpus)),
+                "rcu",
+                cpus,
+                &[&set, "platform.cmdline=tests"],
+                expect(Vec::new(), true, None),
+            )
+        });
+    }
+    // The command line of config/tests.toml is built in: the image runs
+    // with no arguments.
+    checks.push(on(
+        format!("tests (linuxu, {})", n_cpus(1)),
+        "tests",
+        1,
+        &[],
+        expect(Vec::new(), true, None),
+    ));
+    for cpus in [1, 2, 4] {
+        let serial = vec!["on platform linuxu".into(), format!("smp: {cpus} CPU")];
+        checks.push(on(
+            format!("smp (linuxu, {})", n_cpus(cpus)),
+            "smp",
+            cpus,
+            &[],
+            expect(serial, true, Some(cpus)),
+        ));
+    }
+    // The fault reports: a thread's stack overflow (SIGSEGV on an unmapped
+    // guard page, caught on the CPU's signal stack) named like on kvm, and
+    // a panic naming its thread; and the pinned CPUs of benchmarks.
+    let fault = |mode: &str, status: u8, serial: &[&'static str]| {
+        let mut c = on(
+            format!("sched: {mode} (linuxu, preempt, 2 CPUs)"),
+            "sched",
+            2,
+            &["uksched.policy=preempt"],
+            Expect {
+                status: Some(status),
+                serial: Vec::leak(serial.to_vec()),
+                uktest: false,
+                cpu_lines: None,
+            },
+        );
+        c.sets.push(format!("platform.cmdline={mode}"));
+        c
+    };
+    checks.push(fault(
+        "overflow",
+        EXCEPTION,
+        &[
+            "sched: thread `deep` recurses",
+            "*** CPU EXCEPTION #PF (vector 14, page fault) on CPU ",
+            "signal: SIGSEGV (11)",
+            "STACK OVERFLOW in thread `deep` (id ",
+        ],
+    ));
+    checks.push(fault(
+        "mutex-relock",
+        PANIC,
+        &["*** PANIC on CPU ", "uklock: thread `relocker` (id ", ") locks a Mutex it already holds"],
+    ));
+    checks.push(on(
+        "sched (linuxu, preempt, 4 CPUs, pinned)".into(),
+        "sched",
+        4,
+        &["uksched.policy=preempt", "platform.pin=true"],
+        expect(vec!["sched: preempt policy on 4 CPU(s)".into()], true, None),
+    ));
+    checks.into_iter().map(|c| c.unless(unsupported.clone())).collect()
+}
+
+/// `1 CPU`, `N CPUs`.
+fn n_cpus(n: usize) -> String {
+    if n == 1 { "1 CPU".into() } else { format!("{n} CPUs") }
+}
+
 /// Whether the host CPU (and so `-cpu host` under KVM) has x2APIC.
 fn host_has_x2apic() -> bool {
     std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
@@ -819,7 +1016,7 @@ fn variant_name(app: &str, sets: &[String], config: Option<&Path>) -> String {
 struct Built {
     check: GuestCheck,
     image: image::Image,
-    vm: qemu::VmConfig,
+    guest: Guest,
 }
 
 /// Builds the image of a guest check; a failed build is counted as a failed
@@ -834,8 +1031,11 @@ fn build_guest_check(ws: &Workspace, c: GuestCheck, tally: &mut Tally) -> Result
     };
     match image::build(ws, &resolved, &opts) {
         Ok(image) => {
-            let (vm, _) = crate::vm_config(&resolved, None)?;
-            Ok(Some(Built { check: c, image, vm }))
+            let (guest, _) = Guest::from_resolved(&resolved, None)?;
+            for note in &resolved.notes {
+                tally.console.line(&format!("note: guest {}: {note}", c.name));
+            }
+            Ok(Some(Built { check: c, image, guest }))
         }
         Err(e) => {
             tally.add(&format!("guest {}", c.name), false, &format!("build failed: {e:#}"));
@@ -916,7 +1116,7 @@ fn run_guest_check(
     default_timeout: Duration,
     gdb: &Result<()>,
 ) -> Result<()> {
-    let Built { check: c, image: img, vm } = built;
+    let Built { check: c, image: img, guest } = built;
     let timeout = c.timeout.unwrap_or(default_timeout);
     let (result, mut problems) = if c.gdb {
         match gdb {
@@ -928,7 +1128,7 @@ fn run_guest_check(
         }
     } else {
         let input = c.input.map(|(after, text)| qemu::Typing { after, bytes: text.as_bytes() });
-        (qemu::run_with_input(qemu::command(&img.path, vm), Some(timeout), false, input)?, Vec::new())
+        (guest.run(&img.path, Some(timeout), false, input)?, Vec::new())
     };
     match (c.expect.status, &result.outcome) {
         (Some(want), Outcome::Status(got)) if want == *got || c.also_status.contains(got) => {}
@@ -955,18 +1155,36 @@ fn run_guest_check(
     {
         problems.push(problem);
     }
+    if let Some(lines) = c.same_twice
+        && !c.gdb
+    {
+        let again = guest.run(&img.path, Some(timeout), false, None)?;
+        let (first, second) = (lines(&result.serial), lines(&again.serial));
+        if first.is_empty() {
+            problems.push("no line to compare between boots".into());
+        } else if first != second {
+            problems.push(format!("differ between two boots: {first:?} then {second:?}"));
+        }
+    }
     let mut cases = String::new();
     if c.expect.uktest {
         let (more, (passed, failed, skipped)) = count_uktest(&result.serial, &c.name, tally);
         problems.extend(more);
         cases = format!("; cases: {passed} passed, {failed} failed, {skipped} skipped");
     }
+    if let Some(max) = c.max_to_main {
+        match crate::bench::boot_stages(&result.serial).1 {
+            Some(n) if n <= max => cases.push_str(&format!("; {n} instructions to main, at most {max}")),
+            Some(n) => problems.push(format!("{n} instructions from the first one to main, more than {max}")),
+            None => problems.push("no `ukboot: first instruction to main` line".into()),
+        }
+    }
     let detail = format!(
-        "{}, {}, {} CPU(s), {:.1} s{cases}",
-        vm.accel.name(),
-        vm.machine,
-        vm.cpus,
-        result.wall.as_secs_f64()
+        "{}, {} CPU(s), {:.1} s{}{cases}",
+        guest.describe(),
+        guest.cpus(),
+        result.wall.as_secs_f64(),
+        if c.same_twice.is_some() { " (the first of 2 boots)" } else { "" }
     );
     if problems.is_empty() {
         tally.add(&format!("guest {}", c.name), true, &detail);
@@ -974,8 +1192,8 @@ fn run_guest_check(
         tally.add(&format!("guest {}", c.name), false, &format!("{detail}: {}", problems.join("; ")));
         let mut log = format!("----- serial log of {} ({} bytes) -----\n", c.name, result.serial.len());
         log.push_str(result.serial.trim_end());
-        if !result.qemu_stderr.trim().is_empty() {
-            log.push_str(&format!("\n----- QEMU stderr -----\n{}", result.qemu_stderr.trim_end()));
+        if !result.stderr.trim().is_empty() {
+            log.push_str(&format!("\n----- {} -----\n{}", guest.stderr_name(), result.stderr.trim_end()));
         }
         log.push_str("\n----- end -----");
         tally.console.line(&log);
@@ -989,7 +1207,10 @@ fn run_guest_check(
 /// must then run to its normal end. Returns QEMU's result and the problems
 /// seen on gdb's side.
 fn run_gdb_check(built: &Built, timeout: Duration) -> Result<(qemu::RunResult, Vec<String>)> {
-    let Built { check: c, image: img, vm } = built;
+    let Built { check: c, image: img, guest } = built;
+    let Guest::Qemu(vm) = guest else {
+        anyhow::bail!("the gdb check runs under QEMU; {} does not", guest.describe());
+    };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("finding a free port for QEMU's gdb stub")?
@@ -1136,6 +1357,36 @@ fn linking_checks(ws: &Workspace, tally: &mut Tally) -> Result<()> {
         linked == [("x2apic", true, false), ("xapic", false, true)],
         &format!("(mode, x2apic_write linked, xapic_write linked): {linked:?}"),
     );
+
+    // The platform interface costs nothing in release images: every
+    // `ukplat::platform` operation inlines into its callers (fat LTO), so
+    // no `__ukplat_<operation>` symbol is left to call. The debug build
+    // of the same app keeps them as calls, which shows the check sees them.
+    for platform in ["kvm", "linuxu"] {
+        let resolved = ws.resolve("smp", None, &[format!("platform.name={platform}")])?;
+        let mut out_of_line = Vec::new();
+        for release in [true, false] {
+            let name = format!("smp-platform-calls-{platform}");
+            let img = image::build(
+                ws,
+                &resolved,
+                &BuildOptions { release, name: Some(name), quiet: true, ..Default::default() },
+            )?;
+            let syms = elf_symbols(&std::fs::read(&img.path)?)?;
+            let mut calls: Vec<String> =
+                syms.into_iter().filter(|s| s.starts_with("__ukplat_") && s != "__ukplat_main").collect();
+            calls.sort();
+            calls.dedup();
+            out_of_line.push(calls);
+        }
+        tally.add(
+            &format!(
+                "platform: ukplat operations inline into the libraries in release images ({platform}; none left as calls, the debug build calls them)"
+            ),
+            out_of_line[0].is_empty() && out_of_line[1].iter().any(|s| s == "__ukplat_irq_disable"),
+            &format!("out-of-line __ukplat_* symbols: release {:?}, debug {:?}", out_of_line[0], out_of_line[1]),
+        );
+    }
 
     // ukspin.kind decides which algorithm is behind `SpinLock`: the
     // selector links exactly one marker named after it (the tests app also
@@ -1411,11 +1662,12 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
     setup::program(setup::Program::Qemu)?;
     let gdb = setup::program(setup::Program::Gdb);
     let console = Console::stdout();
-    // Every library's in-guest tests are linted too: `LIB/uktest` for each
-    // library that has the feature.
+    // Every library's (and platform's) in-guest tests are linted too:
+    // `LIB/uktest` for each one that has the feature.
     let guest_test_features: Vec<String> = ws
         .libraries
         .values()
+        .chain(ws.platforms.values())
         .filter(|l| l.features.iter().any(|f| f == "uktest"))
         .map(|l| format!("{}/uktest", l.crate_name))
         .collect();
@@ -1505,6 +1757,31 @@ pub fn run(args: &TestArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linuxu_checks_need_no_accelerator() {
+        let checks = guest_checks(qemu::Accel::Tcg, &Err("no /dev/kvm".into()));
+        let linuxu: Vec<&GuestCheck> = checks.iter().filter(|c| c.name.contains("(linuxu, ")).collect();
+        let names: Vec<&str> = linuxu.iter().map(|c| c.name.as_str()).collect();
+        for name in ["helloworld (linuxu, 1 CPU)", "sched (linuxu, preempt, 2 CPUs)", "smp (linuxu, 4 CPUs)"]
+        {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        for c in &linuxu {
+            assert!(c.skip.is_none(), "{} is skipped: {:?}", c.name, c.skip);
+            assert!(c.sets.iter().any(|s| s == "platform.name=linuxu"), "{}: {:?}", c.name, c.sets);
+            assert!(!c.sets.iter().any(|s| s.starts_with("platform.accel=")), "{}: {:?}", c.name, c.sets);
+            // Each builds: the configuration resolves.
+            crate::load()
+                .unwrap()
+                .resolve(c.app, None, &c.sets)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "names are unique");
+    }
 
     #[test]
     fn variant_names_differ_by_overrides() {

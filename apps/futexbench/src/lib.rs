@@ -70,9 +70,23 @@
 //! Command-line options (`key=value`): `pairs` (2000), `rounds` (200),
 //! `iters` (5000), `cap_ms` (150).
 //!
+//! With `icount=1` on the command line (`cargo xtask bench icount`, which
+//! boots it under TCG with `platform.icount`, where TSC deltas are
+//! instructions) it runs only the instruction counts instead, one line each,
+//!
+//! ```text
+//! bench: metric=icount kind=KIND samples=11 ops=N cycles=C min=A max=B
+//! ```
+//!
+//! with `cycles` the median over 11 samples (after one warm-up) of the
+//! cycles 1000 uncontended lock + unlock pairs took in one loop on CPU 0,
+//! `min`/`max` the fewest and most, for each lock of `pair` (same kinds),
+//! and `empty`: the loop with nothing in it, the harness's own cost per
+//! iteration.
+//!
 //! **Needs:** `posix-futex`, `uklock`, `ukspin` (and `lock_api`),
-//! `uksched`, `uktime`, `ukconsole`, `ukplat`, `ukboot`, `ukarch`,
-//! `ukconfig`.
+//! `uksched`, `uktime`, `ukbench`, `ukconsole`, `ukplat`, `ukboot`,
+//! `ukarch`, `ukconfig`.
 #![no_std]
 
 extern crate alloc;
@@ -83,8 +97,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 use posix_futex::{futex_wait, futex_wake};
 use ukarch::tsc;
+use ukbench::{arrive, icount_line, median, median_line, option};
 use ukconsole::println;
-use uksched::{Builder, CpuSet, JoinHandle, WaitQueue};
+use uksched::{CpuSet, JoinHandle, WaitQueue, spawn_pinned};
 
 /// Samples of the uncontended pairs per kind.
 const PAIR_SAMPLES: usize = 11;
@@ -207,27 +222,7 @@ fn mutex_impl() -> alloc::string::String {
 }
 
 // ---------------------------------------------------------------------------
-// Helpers.
-
-/// A numeric `key=value` option from the kernel command line.
-fn option(key: &str, default: u64) -> u64 {
-    ukboot::cmdline_value(ukplat::boot_info().cmdline, key).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The median of `samples` (sorted in place; the lower middle for even
-/// counts).
-fn median(samples: &mut [u64]) -> u64 {
-    samples.sort_unstable();
-    samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
-}
-
-/// Spawns `f` pinned to `cpu`.
-fn pinned<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    match Builder::new().name("futexbench").affinity(CpuSet::single(cpu)).spawn(f) {
-        Ok(h) => h,
-        Err(e) => panic!("futexbench: cannot spawn a thread on CPU {cpu}: {e}"),
-    }
-}
+// The kinds measured.
 
 /// The mutexes measured, in the order their samples alternate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,6 +283,26 @@ impl<R: lock_api::RawMutex + Send + Sync + 'static> Counter for lock_api::Mutex<
 
 // ---------------------------------------------------------------------------
 // Uncontended pairs.
+
+/// Pairs per sample of an instruction count (`icount=1`).
+const ICOUNT_OPS: u64 = 1000;
+
+/// The instruction counts; see the crate documentation.
+fn icount() {
+    static TICKET: ukspin::TicketLock<u64> = ukspin::TicketLock::new(0);
+    static SPIN: ukspin::SpinLock<u64> = ukspin::SpinLock::new(0);
+    static MUTEX: uklock::Mutex<u64> = uklock::Mutex::new(0);
+    static FUTEX: FutexMutex<u64> = FutexMutex::new(0);
+    icount_line("empty", ICOUNT_OPS, || ());
+    for kind in kinds() {
+        match kind {
+            Kind::Ticket => icount_line(kind.name(), ICOUNT_OPS, || TICKET.pair()),
+            Kind::Spinlock => icount_line(kind.name(), ICOUNT_OPS, || SPIN.pair()),
+            Kind::UklockMutex => icount_line(kind.name(), ICOUNT_OPS, || MUTEX.pair()),
+            Kind::FutexWord => icount_line(kind.name(), ICOUNT_OPS, || FUTEX.pair()),
+        }
+    }
+}
 
 /// `n` lock + unlock pairs in a row (one monomorphic loop per kind).
 #[inline(never)]
@@ -407,7 +422,7 @@ fn oneway<S: Sleep>(sleep: S, cpu: usize, rounds: u32) -> Vec<u64> {
         stamp: AtomicU64::new(0),
     });
     let s = shared.clone();
-    let sleeper = pinned(cpu, move || {
+    let sleeper = spawn_pinned(cpu, move || {
         let mut latencies = Vec::with_capacity(rounds as usize);
         for i in 1..=rounds {
             s.sleep.wait_while(&s.signal, i - 1);
@@ -441,7 +456,7 @@ fn pingpong<S: Sleep>(sleep: S, cpu: usize, rounds: u32) -> Vec<u64> {
     }
     let shared = Arc::new(Shared { sleep, turn: AtomicU32::new(0) });
     let s = shared.clone();
-    let partner = pinned(cpu, move || {
+    let partner = spawn_pinned(cpu, move || {
         for _ in 0..rounds {
             s.sleep.wait_while(&s.turn, 0);
             s.turn.store(0, Ordering::Release);
@@ -464,17 +479,10 @@ fn pingpong<S: Sleep>(sleep: S, cpu: usize, rounds: u32) -> Vec<u64> {
 
 fn wake_latency(cpu: usize, rounds: u32) {
     let metric = if cpu == 0 { "wake_same" } else { "wake_cross" };
-    let report = |kind: &str, mut samples: Vec<u64>| {
-        println!(
-            "bench: metric={metric} kind={kind} samples={} cycles={}",
-            samples.len(),
-            median(&mut samples)
-        );
-    };
-    report("waitq-pingpong", pingpong(Queue(WaitQueue::new()), cpu, rounds));
-    report("futex-pingpong", pingpong(Futex, cpu, rounds));
-    report("waitq-oneway", oneway(Queue(WaitQueue::new()), cpu, rounds));
-    report("futex-oneway", oneway(Futex, cpu, rounds));
+    median_line(metric, "waitq-pingpong", &mut pingpong(Queue(WaitQueue::new()), cpu, rounds));
+    median_line(metric, "futex-pingpong", &mut pingpong(Futex, cpu, rounds));
+    median_line(metric, "waitq-oneway", &mut oneway(Queue(WaitQueue::new()), cpu, rounds));
+    median_line(metric, "futex-oneway", &mut oneway(Futex, cpu, rounds));
 }
 
 // ---------------------------------------------------------------------------
@@ -501,11 +509,8 @@ fn contended_sample<C: Counter>(make: fn() -> C, n: usize, iters: u64, cap: u64)
     let handles: Vec<JoinHandle<(u64, u64, bool)>> = (0..n)
         .map(|cpu| {
             let (lock, arrived, start) = (lock.clone(), arrived.clone(), start.clone());
-            pinned(cpu, move || {
-                arrived.fetch_add(1, Ordering::AcqRel);
-                while arrived.load(Ordering::Acquire) < n {
-                    core::hint::spin_loop();
-                }
+            spawn_pinned(cpu, move || {
+                arrive(&arrived, n, core::hint::spin_loop);
                 if cpu == 0 {
                     start.store(tsc::read_ordered(), Ordering::Release);
                 }
@@ -598,6 +603,10 @@ pub fn main(_args: &[&str]) -> i32 {
     if let Err(e) = uksched::current().set_affinity(CpuSet::single(0)) {
         println!("futexbench: cannot pin main to CPU 0: {e}");
         return 1;
+    }
+    if option("icount", 0) == 1 {
+        icount();
+        return 0;
     }
 
     uncontended(pairs);

@@ -15,7 +15,7 @@ pub fn main(_args: &[&str]) -> i32 {
     let boot_cycles = now.saturating_sub(info.boot_tsc);
     let cpu = ukarch::cpu::info();
 
-    println!("Hello, world! ukrs on {} ({})", ukconfig::platform::NAME, ukconfig::platform::MACHINE.as_str());
+    println!("Hello, world! ukrs on {} ({})", ukconfig::platform::NAME, ukplat::boot_info().machine);
     println!(
         "CPU: {} {} (family {:#x} model {:#x} stepping {})",
         cpu.vendor, cpu.brand, cpu.family, cpu.model, cpu.stepping

@@ -54,8 +54,23 @@
 //! Command-line options (`key=value`): `read_iters` (100000), `read_ms`
 //! (20), `gp_samples` (51), `reader_yield_us` (200), `callbacks` (10000).
 //!
+//! With `icount=1` on the command line (`cargo xtask bench icount`, which
+//! boots it under TCG with `platform.icount`, where TSC deltas are
+//! instructions) it runs only the instruction counts instead, one line each,
+//!
+//! ```text
+//! bench: metric=icount kind=KIND samples=11 ops=N cycles=C min=A max=B
+//! ```
+//!
+//! with `cycles` the median over 11 samples (after one warm-up) of the
+//! cycles 10000 operations took in one loop on CPU 0, `min`/`max` the
+//! fewest and most: `empty` (the loop with a constant in place of a read,
+//! the harness's own cost per iteration), `plain-read` (the `plain` read
+//! above) and `rcu-read` (the `rcu` read: `read_lock`, `RcuCell::load`,
+//! the field, the guard dropped).
+//!
 //! **Needs:** `ukrcu`, `uksched`, `uklock`, `ukspin` (and `lock_api`),
-//! `uksmp`, `uktime`, `ukconsole`, `ukplat`, `ukboot`, `ukarch`.
+//! `uksmp`, `uktime`, `ukbench`, `ukconsole`, `ukplat`, `ukboot`, `ukarch`.
 #![no_std]
 
 extern crate alloc;
@@ -67,9 +82,10 @@ use core::hint::black_box;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use ukarch::tsc;
+use ukbench::{arrive, icount_line, median, median_line, option, throughput_line};
 use ukconsole::println;
 use ukrcu::RcuCell;
-use uksched::{Builder, CpuSet, JoinHandle};
+use uksched::{CpuSet, JoinHandle, spawn_pinned};
 
 /// Samples of the read-side cost per kind.
 const COST_SAMPLES: usize = 11;
@@ -138,34 +154,6 @@ impl<R: lock_api::RawRwLock + Send + Sync + 'static> Read for lock_api::RwLock<R
     }
 }
 
-/// A numeric `key=value` option from the kernel command line.
-fn option(key: &str, default: u64) -> u64 {
-    ukboot::cmdline_value(ukplat::boot_info().cmdline, key).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The median of `samples` (sorted in place; the lower middle for even
-/// counts).
-fn median(samples: &mut [u64]) -> u64 {
-    samples.sort_unstable();
-    samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
-}
-
-/// Spawns `f` pinned to `cpu`.
-fn pinned<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    match Builder::new().name("rcubench").affinity(CpuSet::single(cpu)).spawn(f) {
-        Ok(h) => h,
-        Err(e) => panic!("rcubench: cannot spawn a thread on CPU {cpu}: {e}"),
-    }
-}
-
-/// Waits, spinning, until `n` parties arrived (each on a CPU of its own).
-fn arrive(arrived: &AtomicUsize, n: usize) {
-    arrived.fetch_add(1, Ordering::AcqRel);
-    while arrived.load(Ordering::Acquire) < n {
-        core::hint::spin_loop();
-    }
-}
-
 /// `iters` reads in a row: one function for every kind, so the loops have
 /// the same shape.
 #[inline(never)]
@@ -207,8 +195,8 @@ fn readers<R: Read>(reader: &'static R, cpus: usize, window: u64) -> Vec<u64> {
     let handles: Vec<JoinHandle<u64>> = (0..cpus)
         .map(|cpu| {
             let arrived = arrived.clone();
-            pinned(cpu, move || {
-                arrive(&arrived, cpus);
+            spawn_pinned(cpu, move || {
+                arrive(&arrived, cpus, core::hint::spin_loop);
                 let end = tsc::read() + window;
                 let (mut ops, mut sum) = (0u64, 0u64);
                 while tsc::read() < end {
@@ -250,13 +238,7 @@ fn read_throughput(cpus: usize, window: u64) {
         }
     }
     for (kind, ops) in READ_KINDS.iter().zip(&totals) {
-        println!(
-            "bench: metric=read_tput kind={kind} cpus={cpus} ops={} window={} min={} max={}",
-            ops.iter().sum::<u64>(),
-            round * ROUNDS,
-            ops.iter().copied().min().unwrap_or(0),
-            ops.iter().copied().max().unwrap_or(0)
-        );
+        throughput_line("read_tput", kind, cpus, round * ROUNDS, ops);
     }
 }
 
@@ -287,7 +269,7 @@ fn grace_periods(phase: &str, samples: usize, cpus: usize) {
         timed(&ukrcu::synchronize_expedited, &mut exp, &mut exp_counts);
     }
     if !rtt.is_empty() {
-        println!("bench: metric=call_rtt kind={phase} samples={samples} cycles={}", median(&mut rtt));
+        median_line("call_rtt", phase, &mut rtt);
     }
     for (kind, cycles, (gps, forced)) in [("sync", &mut sync, sync_counts), ("exp", &mut exp, exp_counts)] {
         println!(
@@ -311,7 +293,7 @@ impl BusyReaders {
         let readers = (1..cpus)
             .map(|cpu| {
                 let (stop, arrived) = (stop.clone(), arrived.clone());
-                pinned(cpu, move || {
+                spawn_pinned(cpu, move || {
                     arrived.fetch_add(1, Ordering::AcqRel);
                     let (mut ops, mut sum) = (0u64, 0u64);
                     let mut next_yield = tsc::read() + yield_cycles;
@@ -402,6 +384,16 @@ fn callbacks(n: u64) -> bool {
     true
 }
 
+/// Operations per sample of an instruction count (`icount=1`).
+const ICOUNT_OPS: u64 = 10_000;
+
+/// The instruction counts; see the crate documentation.
+fn icount() {
+    icount_line("empty", ICOUNT_OPS, || 0u64);
+    icount_line("plain-read", ICOUNT_OPS, || Plain.once());
+    icount_line("rcu-read", ICOUNT_OPS, || Rcu.once());
+}
+
 /// Runs the benchmarks; see the crate documentation.
 pub fn main(_args: &[&str]) -> i32 {
     let cpus = ukplat::cpu::count();
@@ -426,6 +418,10 @@ pub fn main(_args: &[&str]) -> i32 {
         let guard = ukrcu::read_lock();
         let published = DATA_RCU.load(&guard).map_or(ptr::null_mut(), |d| ptr::from_ref(d).cast_mut());
         DATA_PLAIN.store(published, Ordering::Relaxed);
+    }
+    if option("icount", 0) == 1 {
+        icount();
+        return 0;
     }
 
     read_cost(read_iters);

@@ -114,15 +114,11 @@ pub(crate) fn cpus() -> usize {
     ukplat::cpu::count()
 }
 
-/// Whether this runs under KVM (here: PVM, which emulates every
-/// instruction, so loops get shorter).
-pub(crate) fn under_kvm() -> bool {
-    ukarch::cpu::hypervisor() == ukarch::cpu::Hypervisor::Kvm
-}
-
-/// `tcg` under TCG, `kvm` under KVM.
+/// `tcg` where instructions run natively or translated (TCG, linuxu),
+/// `kvm` where the hypervisor emulates each one (this project's PVM-backed
+/// KVM): [`uktest::scaled`].
 pub(crate) fn scaled(tcg: u64, kvm: u64) -> u64 {
-    if under_kvm() { kvm } else { tcg }
+    uktest::scaled(tcg, kvm)
 }
 
 /// Spawns `f` on a thread named `name` pinned to `cpu` (any CPU: `None`);

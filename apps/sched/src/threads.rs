@@ -123,14 +123,21 @@ fn a_thousand_threads_run_and_are_joined() -> TestResult {
     // included, gets some, and no CPU is idle to steal them. (After the
     // gate opens, which CPU finishes which thread depends on the host: a
     // vCPU the host deschedules for a few ms has its queue stolen.)
+    // The gate opens once every CPU ran one of them (or after 5 s): a vCPU
+    // or linuxu thread that the host did not run while the threads were
+    // created gets its share from the others' queues meanwhile.
     let gate = Arc::new(AtomicBool::new(false));
+    let started: Arc<[AtomicU64; ukplat::cpu::MAX_CPUS]> =
+        Arc::new([const { AtomicU64::new(0) }; ukplat::cpu::MAX_CPUS]);
     let mut handles = Vec::with_capacity(n);
     for _ in 0..n {
         let gate = gate.clone();
+        let started = started.clone();
         let h = uksched::Builder::new()
             .stack_size(16 * 1024)
             .spawn(move || {
                 let first = where_am_i();
+                started[first.1].fetch_add(1, Ordering::Relaxed);
                 while !gate.load(Ordering::Acquire) {
                     uksched::yield_now();
                 }
@@ -141,6 +148,10 @@ fn a_thousand_threads_run_and_are_joined() -> TestResult {
     }
     // Under coop the threads queued on this CPU first run now.
     uksched::yield_now();
+    let deadline = uktime::now() + Duration::from_secs(5);
+    while started[..cpus()].iter().any(|c| c.load(Ordering::Relaxed) == 0) && uktime::now() < deadline {
+        uksched::yield_now();
+    }
     gate.store(true, Ordering::Release);
     let (created1, _) = uksched::threads();
     let mut per_cpu = [0u64; ukplat::cpu::MAX_CPUS];

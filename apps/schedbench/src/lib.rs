@@ -35,8 +35,25 @@
 //!
 //! `rounds=N` on the command line scales the inner loops (default 100).
 //!
-//! **Needs:** `uksched`, `uklock`, `ukspin`, `uktime`, `ukconsole`,
-//! `ukplat`, `ukarch`.
+//! With `icount=1` on the command line (`cargo xtask bench icount`, which
+//! boots it under TCG with `platform.icount`, where TSC deltas are
+//! instructions) it runs only the instruction counts instead, one line each,
+//!
+//! ```text
+//! bench: metric=icount kind=KIND samples=11 ops=N cycles=C min=A max=B odd=K
+//! ```
+//!
+//! with `cycles` the median over 11 samples (after one warm-up) of the
+//! cycles `N` operations took in one loop, `min`/`max` the fewest and most,
+//! and `odd` the samples that did not make exactly `N` operations (a
+//! switch count off by a preemption): `empty` (the loop with nothing in it,
+//! the harness's own cost per iteration), `yield-alone` (`yield_now`,
+//! nothing else runnable), 1000 calls each, and `switch` (the context
+//! switch above: two threads on CPU 0 yielding to each other, 2000
+//! switches per sample).
+//!
+//! **Needs:** `uksched`, `uklock`, `ukspin`, `uktime`, `ukbench`,
+//! `ukconsole`, `ukplat`, `ukarch`.
 #![no_std]
 
 extern crate alloc;
@@ -45,43 +62,17 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use ukarch::tsc;
+use ukbench::{arrive, icount_line_counted, median_line, timed};
 use ukconsole::println;
-use uksched::{Builder, CpuSet, WaitQueue};
+use uksched::{Builder, CpuSet, WaitQueue, spawn_pinned};
 
 /// Repeats of each measurement in one boot (medians over them).
 const SAMPLES: usize = 11;
 /// Samples of the single-event measurements (spawn + join, wake-ups).
 const EVENTS: usize = 51;
 
-/// The median of `samples` (sorted in place; the lower middle for even
-/// counts).
-fn median(samples: &mut [u64]) -> u64 {
-    samples.sort_unstable();
-    samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
-}
-
-fn report(metric: &str, kind: &str, mut samples: Vec<u64>) {
-    println!("bench: metric={metric} kind={kind} samples={} cycles={}", samples.len(), median(&mut samples));
-}
-
-/// Spawns `f` pinned to `cpu`.
-fn pinned<T: Send + 'static>(cpu: usize, f: impl FnOnce() -> T + Send + 'static) -> uksched::JoinHandle<T> {
-    match Builder::new().affinity(CpuSet::single(cpu)).spawn(f) {
-        Ok(h) => h,
-        Err(e) => panic!("schedbench: cannot spawn a thread on CPU {cpu}: {e}"),
-    }
-}
-
-/// Waits until `n` parties arrived (yielding: they may share a CPU).
-fn arrive(arrived: &AtomicUsize, n: usize) {
-    arrived.fetch_add(1, Ordering::AcqRel);
-    while arrived.load(Ordering::Acquire) < n {
-        uksched::yield_now();
-    }
-}
-
 fn yield_alone(rounds: u64) {
-    let samples = (0..SAMPLES)
+    let mut samples: Vec<u64> = (0..SAMPLES)
         .map(|_| {
             let t0 = tsc::read_ordered();
             for _ in 0..rounds {
@@ -90,22 +81,22 @@ fn yield_alone(rounds: u64) {
             (tsc::read_ordered() - t0) / rounds
         })
         .collect();
-    report("yield", "alone", samples);
+    median_line("yield", "alone", &mut samples);
 }
 
 fn switch_same_cpu(cpu: usize, rounds: u64) {
-    let samples = (0..SAMPLES)
+    let mut samples: Vec<u64> = (0..SAMPLES)
         .map(|_| {
             let arrived = Arc::new(AtomicUsize::new(0));
             let a = arrived.clone();
-            let partner = pinned(cpu, move || {
-                arrive(&a, 2);
+            let partner = spawn_pinned(cpu, move || {
+                arrive(&a, 2, uksched::yield_now);
                 for _ in 0..rounds {
                     uksched::yield_now();
                 }
             });
-            let measured = pinned(cpu, move || {
-                arrive(&arrived, 2);
+            let measured = spawn_pinned(cpu, move || {
+                arrive(&arrived, 2, uksched::yield_now);
                 let (s0, t0) = {
                     let _still = uksched::preempt::Guard::new();
                     (uksched::cpu_stats(cpu).switches, tsc::read_ordered())
@@ -123,11 +114,11 @@ fn switch_same_cpu(cpu: usize, rounds: u64) {
             measured.join()
         })
         .collect();
-    report("switch", "same-cpu", samples);
+    median_line("switch", "same-cpu", &mut samples);
 }
 
 fn spawn_join(kind: &str, affinity: CpuSet) {
-    let samples = (0..EVENTS)
+    let mut samples: Vec<u64> = (0..EVENTS)
         .map(|_| {
             let t0 = tsc::read_ordered();
             let h = Builder::new().affinity(affinity).spawn(|| ()).expect("schedbench: spawn");
@@ -135,7 +126,7 @@ fn spawn_join(kind: &str, affinity: CpuSet) {
             tsc::read_ordered() - t0
         })
         .collect();
-    report("spawn_join", kind, samples);
+    median_line("spawn_join", kind, &mut samples);
 }
 
 /// A thread on CPU 1 waits for each of `EVENTS` signals from CPU 0,
@@ -156,7 +147,7 @@ fn wakeup(sleeping: bool) -> Vec<u64> {
         ack: AtomicU64::new(0),
     });
     let s = shared.clone();
-    let waiter = pinned(1, move || {
+    let waiter = spawn_pinned(1, move || {
         let mut latencies = Vec::with_capacity(EVENTS);
         for i in 1..=EVENTS as u64 {
             if sleeping {
@@ -226,18 +217,15 @@ impl Turns for AtomicTurn {
 /// Cycles per hand-off of `lock` between threads on CPUs 0 and 1, `total`
 /// hand-offs per sample.
 fn handoff<L: Turns>(kind: &str, total: u64, make: impl Fn() -> L) {
-    let samples = (0..SAMPLES)
+    let mut samples: Vec<u64> = (0..SAMPLES)
         .map(|_| {
             let lock = Arc::new(make());
             let arrived = Arc::new(AtomicUsize::new(0));
             let start = Arc::new(AtomicU64::new(0));
             let side = |cpu: usize| {
                 let (lock, arrived, start) = (lock.clone(), arrived.clone(), start.clone());
-                pinned(cpu, move || {
-                    arrived.fetch_add(1, Ordering::AcqRel);
-                    while arrived.load(Ordering::Acquire) < 2 {
-                        core::hint::spin_loop();
-                    }
+                spawn_pinned(cpu, move || {
+                    arrive(&arrived, 2, core::hint::spin_loop);
                     if cpu == 0 {
                         start.store(tsc::read_ordered(), Ordering::Release);
                     }
@@ -250,20 +238,73 @@ fn handoff<L: Turns>(kind: &str, total: u64, make: impl Fn() -> L) {
             (end - start.load(Ordering::Acquire)) / total
         })
         .collect();
-    report("handoff", kind, samples);
+    median_line("handoff", kind, &mut samples);
+}
+
+// ---------------------------------------------------------------------------
+// Instruction counts (`icount=1`).
+
+/// Operations per sample of the loops (`empty`, `yield-alone`); the
+/// switch's sample is this many yields of each thread.
+const ICOUNT_OPS: u64 = 1000;
+
+/// One window of the same-CPU switch for the instruction count: threads
+/// pinned to `cpu` yield to each other, the measured one `rounds` times (2
+/// switches each), its partner once more so that it never runs out first;
+/// the measured thread's cycles and the CPU's switches in its window.
+fn switch_window(cpu: usize, rounds: u64) -> (u64, u64) {
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let a = arrived.clone();
+    let partner = spawn_pinned(cpu, move || {
+        arrive(&a, 2, uksched::yield_now);
+        // `0..rounds + 1`, not `0..=rounds`: the same loop as the measured
+        // thread's (an inclusive range costs more per iteration).
+        for _ in 0..rounds + 1 {
+            uksched::yield_now();
+        }
+    });
+    let measured = spawn_pinned(cpu, move || {
+        arrive(&arrived, 2, uksched::yield_now);
+        // The TSC reads next to the loop, the switch counts outside them.
+        let (s0, t0) = {
+            let _still = uksched::preempt::Guard::new();
+            let s0 = uksched::cpu_stats(cpu).switches;
+            (s0, tsc::read_ordered())
+        };
+        for _ in 0..rounds {
+            uksched::yield_now();
+        }
+        let (t1, s1) = {
+            let _still = uksched::preempt::Guard::new();
+            let t1 = tsc::read_ordered();
+            (t1, uksched::cpu_stats(cpu).switches)
+        };
+        (t1 - t0, s1 - s0)
+    });
+    partner.join();
+    measured.join()
+}
+
+/// The instruction counts; see the crate documentation.
+fn icount() {
+    let n = ICOUNT_OPS;
+    icount_line_counted("empty", n, || (timed(n, || ()), n));
+    icount_line_counted("yield-alone", n, || (timed(n, uksched::yield_now), n));
+    icount_line_counted("switch", 2 * n, || switch_window(0, n));
 }
 
 /// Runs the benchmarks; see the crate documentation.
 pub fn main(_args: &[&str]) -> i32 {
     let cpus = ukplat::cpu::count();
-    let rounds = ukboot::cmdline_value(ukplat::boot_info().cmdline, "rounds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100u64)
-        .max(1);
+    let rounds = ukbench::option("rounds", 100).max(1);
     println!("bench: metric=machine cpus={cpus} tsc_hz={} policy={}", uktime::tsc_hz(), uksched::POLICY);
     if let Err(e) = uksched::current().set_affinity(CpuSet::single(0)) {
         println!("schedbench: cannot pin main to CPU 0: {e}");
         return 1;
+    }
+    if ukbench::option("icount", 0) == 1 {
+        icount();
+        return 0;
     }
     yield_alone(rounds);
     switch_same_cpu(0, 2 * rounds);
@@ -273,8 +314,8 @@ pub fn main(_args: &[&str]) -> i32 {
         println!("schedbench: the cross-CPU measurements need 2 CPUs");
         return 0;
     }
-    report("wakeup", "waitqueue", wakeup(true));
-    report("wakeup", "spin-flag", wakeup(false));
+    median_line("wakeup", "waitqueue", &mut wakeup(true));
+    median_line("wakeup", "spin-flag", &mut wakeup(false));
     let total = 2 * rounds;
     handoff("uklock-mutex", total, || uklock::Mutex::new(0));
     handoff("ukspin", total, || ukspin::SpinLock::new(0));

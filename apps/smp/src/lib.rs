@@ -1,16 +1,19 @@
 //! # smp — the multi-CPU test app
 //!
 //! `main` prints one line per CPU, each gathered on that CPU itself (a
-//! cross-CPU call): its index, its local APIC id read from the APIC, the
-//! address of its per-CPU header (its GS base) and when it came online
-//! during bring-up. Then it runs every registered in-guest test through
-//! `uktest`: the libraries' own (`apic`, `uktime`, `uksmp`, ...) and this
-//! app's multi-CPU checks: IPIs and NMIs delivered exactly once to every
-//! CPU, the clock never going backwards across CPUs, and the APIC timer's
-//! rate on every CPU (`checks.rs`); every spinlock kind counting exactly
-//! with all CPUs contending, the irqsave locks shared with a real interrupt
-//! handler, and the reader-writer lock's readers never seeing half a write
-//! (`locks.rs`).
+//! cross-CPU call): its index, its local APIC id as its per-CPU header
+//! holds it, the address of its per-CPU header (its per-CPU base) and when
+//! it came online during bring-up. Then it runs every registered in-guest
+//! test through `uktest`: the libraries' own (`uktime`, `uksmp`, ...; on
+//! kvm also `apic`'s, which check each CPU's APIC id in the hardware and
+//! NMIs to every other CPU) and this app's multi-CPU checks, all through
+//! `ukplat` so that they run on every platform: IPIs delivered exactly
+//! once to every CPU, the clock never going backwards across CPUs, the
+//! timer's rate on every CPU, caching enabled on every CPU (in ring 0
+//! only: skipped on linuxu, where the host owns CR0) (`checks.rs`); every
+//! spinlock kind counting exactly with all CPUs contending, the irqsave
+//! locks shared with a real interrupt handler, and the reader-writer
+//! lock's readers never seeing half a write (`locks.rs`).
 //!
 //! With `echo=N` on the command line it first reads N lines from the
 //! console and prints each back as `echo: LINE`, with the vector and the
@@ -24,13 +27,13 @@
 //!
 //! `cargo xtask test` runs it under TCG with 1, 2, 4 and 8 CPUs and under
 //! KVM with 2, in both APIC modes where the machine has them. A check that
-//! needs more CPUs than the run has (NMIs to other CPUs, the clock compared
-//! across CPUs, the other CPUs' timers, locks contended by several CPUs, a
-//! chain of calls across three) ends with `uktest::require_cpus` and is
-//! reported as `skipped: needs N CPUs (...)`, not as passed.
+//! needs more CPUs than the run has (the clock compared across CPUs, the
+//! other CPUs' timers, locks contended by several CPUs, a chain of calls
+//! across three) ends with `uktest::require_cpus` and is reported as
+//! `skipped: needs N CPUs (...)`, not as passed.
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `ukspin` (and `lock_api` for the
-//! lock types generic over their raw lock), `uktest`, `ukconsole`, `ukplat`.
+//! **Needs:** `uksmp`, `uktime`, `ukspin` (and `lock_api` for the lock
+//! types generic over their raw lock), `uktest`, `ukconsole`, `ukplat`.
 #![no_std]
 
 extern crate alloc;
@@ -48,20 +51,35 @@ struct Report {
     online_tsc: u64,
 }
 
+/// The interrupt controller, for the summary line: `local APIC in xAPIC
+/// mode` (`cargo xtask test` looks for that), `no interrupt controller`
+/// (linuxu: interrupts are signals).
+struct InterruptController(Option<&'static str>);
+
+impl core::fmt::Display for InterruptController {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(mode @ ("xAPIC" | "x2APIC")) => write!(f, "local APIC in {mode} mode"),
+            Some(other) => write!(f, "interrupt controller {other}"),
+            None => f.write_str("no interrupt controller"),
+        }
+    }
+}
+
 /// The app's entry point: the per-CPU lines, then the tests.
 pub fn main(_args: &[&str]) -> i32 {
     let topology = ukplat::cpu::topology();
     let reports = uksmp::run_on_all(|cpu| Report {
         cpu: ukplat::cpu::this_cpu(),
-        apic_id: apic::id(),
-        gs_base: ukarch::regs::gs_base(),
+        apic_id: ukplat::cpu::this_apic_id(),
+        gs_base: ukplat::cpu::this_base(),
         online_tsc: topology.cpus[cpu].online_tsc,
     });
     println!(
-        "smp: {} CPUs online ({} in the firmware), local APIC in {} mode, TSC {} MHz ({})",
+        "smp: {} CPUs online ({} in the firmware), {}, TSC {} MHz ({})",
         reports.len(),
         topology.cpus_in_firmware,
-        apic::mode().name(),
+        InterruptController(ukplat::irq::controller().map(|c| c.name())),
         uktime::tsc_hz() / 1_000_000,
         uktime::source().map_or("uncalibrated", |s| s.name())
     );

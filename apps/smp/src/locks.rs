@@ -114,7 +114,7 @@ uktest::test_case!(irqsave_locks_count_exactly_on_every_cpu);
 static SHARED: Mutex<ukspin::IrqSave<RawTasLock>, u64> = Mutex::new(0);
 static HANDLER_INCREMENTS: AtomicU64 = AtomicU64::new(0);
 
-fn tick_takes_the_lock(_now: uktime::Instant) {
+fn tick_takes_the_lock(_now_ns: u64) {
     *SHARED.lock() += 1;
     HANDLER_INCREMENTS.fetch_add(1, Ordering::Relaxed);
 }
@@ -136,14 +136,14 @@ fn irqsave_lock_is_shared_with_interrupt_handlers() -> TestResult {
         let fired = uktime::timer::fired_on(ukplat::cpu::this_cpu());
         let started = uktime::timer::start_periodic(200).is_ok();
         // A cross-CPU call runs with interrupts disabled: open them.
-        ukarch::irq::enable();
+        ukplat::irq::enable();
         let done = bounded(start, || {
             let mut count = SHARED.lock();
             let seen = *count;
             ukarch::barrier::spin_hint();
             *count = seen + 1;
         });
-        ukarch::irq::disable();
+        ukplat::irq::disable();
         uktime::timer::disarm();
         let ticks = if started { uktime::timer::fired_on(ukplat::cpu::this_cpu()) - fired } else { u64::MAX };
         (done, ticks)

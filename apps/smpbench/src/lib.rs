@@ -10,11 +10,13 @@
 //! with `cycles` in TSC cycles (the host converts with the `tsc_hz` line).
 //! Measured here:
 //!
-//! * `ap_start`: per secondary CPU, TSC cycles from the first INIT the boot
-//!   CPU sent to that CPU reporting itself alive; `ap_start_total` is the
-//!   last one (all CPUs start in parallel);
-//! * `ipi_rtt`: IPI round trip between CPU 0 and CPU 1 — CPU 0 sends a
-//!   fixed IPI, CPU 1's handler answers with one, CPU 0's handler counts it
+//! * `ap_start`: per secondary CPU, TSC cycles from the start of bring-up
+//!   (kvm: the first INIT IPI the boot CPU sent) to that CPU reporting
+//!   itself alive; `ap_start_total` is the last one (all CPUs start in
+//!   parallel);
+//! * `ipi_rtt`: IPI round trip between CPU 0 and CPU 1 — CPU 0 sends an
+//!   IPI (`ukplat::ipi`), CPU 1's handler answers with one, CPU 0's handler
+//!   counts it
 //!   (median of `ipi_rounds` round trips, command-line option);
 //! * `call_rtt`: the same through `uksmp::run_on` (queue, IPI, run, done
 //!   flag), the cost of the library on top of the bare IPI;
@@ -30,28 +32,39 @@
 //!   reader-writer lock (`rwlock`), against the `spin` crate's (`spin-rwlock`)
 //!   and an exclusive ticket lock on the same data (`ticket-exclusive`).
 //!
-//! **Needs:** `uksmp`, `uktime`, `apic`, `ukspin`, `lock_api`, `spin`
-//! (baselines), `ukconsole`.
+//! With `icount=1` on the command line (`cargo xtask bench icount`, which
+//! boots it under TCG with `platform.icount`, where TSC deltas count the
+//! instructions of every vCPU) it runs only the instruction counts instead,
+//! one line each,
+//!
+//! ```text
+//! bench: metric=icount kind=KIND samples=11 ops=N cycles=C min=A max=B
+//! ```
+//!
+//! with `cycles` the median over 11 samples (after one warm-up) of the
+//! cycles `N` operations took in one loop on CPU 0, `min`/`max` the fewest
+//! and most: `empty` (the loop with nothing in it, the harness's own cost
+//! per iteration) and, with 2 CPUs or more, `run-on` (`uksmp::run_on(1,
+//! || ())` round trips: CPU 0's side and CPU 1's, its idle wake-up
+//! included).
+//!
+//! The first line describes the machine: `bench: metric=machine cpus=N
+//! tsc_hz=HZ apic=NAME source=SOURCE`, with `apic` the interrupt
+//! controller's name (`xAPIC`, `x2APIC`; `none` on linuxu, where
+//! interrupts are signals). Everything goes through `ukplat`, so the
+//! benchmarks run unchanged on kvm and linuxu.
+//!
+//! **Needs:** `uksmp`, `uktime`, `ukspin`, `lock_api`, `spin` (baselines),
+//! `ukbench`, `ukconsole`, `ukplat`.
 #![no_std]
 
 extern crate alloc;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use ukbench::{arrive, icount_line, median, option, throughput_line};
 use ukconsole::println;
 use ukplat::irq::{self, TrapFrame};
-
-/// The median of `samples` (sorted in place; the lower middle for even
-/// counts).
-pub fn median(samples: &mut [u64]) -> u64 {
-    samples.sort_unstable();
-    samples.get(samples.len().saturating_sub(1) / 2).copied().unwrap_or(0)
-}
-
-/// A numeric `key=value` option from the kernel command line.
-fn option(key: &str, default: u64) -> u64 {
-    ukboot::cmdline_value(ukplat::boot_info().cmdline, key).and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 static PONG_TO: AtomicU32 = AtomicU32::new(0);
 static PONG_VECTOR: AtomicU32 = AtomicU32::new(0);
@@ -61,7 +74,7 @@ fn on_ping(_frame: &mut TrapFrame) {
     irq::eoi();
     let to = PONG_TO.load(Ordering::Relaxed);
     let vector = PONG_VECTOR.load(Ordering::Relaxed) as u8;
-    apic::ipi::send_vector(apic::ipi::Destination::Apic(to), vector);
+    ukplat::ipi::send(to as usize, vector);
 }
 
 fn on_pong(_frame: &mut TrapFrame) {
@@ -86,19 +99,19 @@ fn ap_start() {
 fn ipi_round_trip(rounds: u64) -> Result<(), irq::IrqError> {
     let ping = irq::allocate(on_ping)?;
     let pong = irq::allocate(on_pong)?;
-    PONG_TO.store(ukplat::cpu::this_apic_id(), Ordering::Relaxed);
+    PONG_TO.store(ukplat::cpu::this_cpu() as u32, Ordering::Relaxed);
     PONG_VECTOR.store(u32::from(pong), Ordering::Relaxed);
-    let target = ukplat::cpu::local(1).apic_id();
+    let target = 1;
     let mut samples = Vec::with_capacity(rounds as usize);
     for _ in 0..rounds {
         let before = PONGS.load(Ordering::Acquire);
         let t0 = ukarch::tsc::read_ordered();
-        apic::ipi::send_vector(apic::ipi::Destination::Apic(target), ping);
-        ukarch::irq::enable();
+        ukplat::ipi::send(target, ping);
+        ukplat::irq::enable();
         while PONGS.load(Ordering::Acquire) == before {
             core::hint::spin_loop();
         }
-        ukarch::irq::disable();
+        ukplat::irq::disable();
         samples.push(ukarch::tsc::read_ordered() - t0);
     }
     irq::unregister(ping);
@@ -173,10 +186,7 @@ fn contend(work: &dyn Contended, cpus: usize, window: u64) -> Vec<u64> {
         if cpu >= cpus {
             return None;
         }
-        arrived.fetch_add(1, Ordering::AcqRel);
-        while arrived.load(Ordering::Acquire) < cpus {
-            core::hint::spin_loop();
-        }
+        arrive(&arrived, cpus, core::hint::spin_loop);
         let end = ukarch::tsc::read() + window;
         let mut ops = 0u64;
         while ukarch::tsc::read() < end {
@@ -188,15 +198,6 @@ fn contend(work: &dyn Contended, cpus: usize, window: u64) -> Vec<u64> {
         Some(ops)
     });
     per_cpu.into_iter().flatten().collect()
-}
-
-fn report(metric: &str, kind: &str, cpus: usize, window: u64, ops: &[u64]) {
-    println!(
-        "bench: metric={metric} kind={kind} cpus={cpus} ops={} window={window} min={} max={}",
-        ops.iter().sum::<u64>(),
-        ops.iter().copied().min().unwrap_or(0),
-        ops.iter().copied().max().unwrap_or(0)
-    );
 }
 
 fn locks(window: u64) {
@@ -218,13 +219,24 @@ fn locks(window: u64) {
     ];
     for cpus in 1..=uksmp::cpu_count() {
         for (kind, work) in kinds {
-            report("lock", kind, cpus, window, &contend(work, cpus, window));
+            throughput_line("lock", kind, cpus, window, &contend(work, cpus, window));
         }
         let readers: [(&str, &dyn Contended); 3] =
             [("rwlock", &ReadLocked(&RW)), ("spin-rwlock", &SPIN_RW), ("ticket-exclusive", &TICKET)];
         for (kind, work) in readers {
-            report("rwlock_read", kind, cpus, window, &contend(work, cpus, window));
+            throughput_line("rwlock_read", kind, cpus, window, &contend(work, cpus, window));
         }
+    }
+}
+
+/// Operations per sample of an instruction count (`icount=1`).
+const ICOUNT_OPS: u64 = 200;
+
+/// The instruction counts; see the crate documentation.
+fn icount(cpus: usize) {
+    icount_line("empty", ICOUNT_OPS, || ());
+    if cpus > 1 {
+        icount_line("run-on", ICOUNT_OPS, || uksmp::run_on(1, || ()));
     }
 }
 
@@ -234,9 +246,13 @@ pub fn main(_args: &[&str]) -> i32 {
     println!(
         "bench: metric=machine cpus={cpus} tsc_hz={} apic={} source={}",
         uktime::tsc_hz(),
-        apic::mode().name(),
+        irq::controller().map_or("none", |c| c.name()),
         uktime::source().map_or("none", |s| s.name())
     );
+    if option("icount", 0) == 1 {
+        icount(cpus);
+        return 0;
+    }
     ap_start();
     if cpus > 1 {
         let rounds = option("ipi_rounds", 1000);

@@ -19,7 +19,8 @@
 //! * the boot information is sane: a memory map, free memory inside RAM and
 //!   outside the image;
 //! * `ukarch::fpu` (which cannot register cases itself: `uktest` depends on
-//!   `ukarch`): the FPU/SSE/AVX state `init_this_cpu` enables, and
+//!   `ukarch`): the FPU/SSE/AVX state `init_this_cpu` enables (its CR0/CR4
+//!   bits only in ring 0, i.e. on kvm; `skipped` on linuxu), and
 //!   save/restore through `FpuState`.
 //!
 //! Each case prints `ok`, `FAILED at ...` or `skipped: REASON` (a case that

@@ -68,7 +68,7 @@ pub const fn command(destination: Destination, delivery: Delivery) -> (u32, u32)
 /// In x2APIC mode a fixed IPI to the sending CPU uses the dedicated
 /// SELF IPI register (cheaper than the ICR under a hypervisor).
 pub fn send(destination: Destination, delivery: Delivery) {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     if let (Mode::X2Apic, Destination::ToSelf, Delivery::Fixed(vector)) =
         (local::mode(), destination, delivery)
     {

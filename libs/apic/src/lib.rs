@@ -130,9 +130,15 @@ pub fn choose_mode(
 }
 
 /// Sets up the boot CPU's local APIC: decides the mode (option `mode` and
-/// CPUID), masks the legacy 8259 PICs, enables the APIC with the spurious
-/// and error vectors, and installs the spurious, error and wake-up
-/// handlers.
+/// CPUID), enables the APIC with the spurious and error vectors, and
+/// installs the spurious, error and wake-up handlers.
+///
+/// The legacy 8259 PICs need no masking (no port I/O): their output reaches
+/// a CPU only through its LINT0 pin (virtual-wire mode) or an I/O APIC
+/// input, and every CPU's LINT0 is masked here (as is each CPU's in
+/// [`init_this_cpu`]), and an I/O APIC input stays masked until a driver
+/// routes an IRQ to it (inputs reset masked; [`init_io_apics`] masks them
+/// all again).
 ///
 /// # Errors
 /// See [`ApicError`]; nothing is changed then.
@@ -148,7 +154,6 @@ pub unsafe fn init_boot_cpu() -> Result<Mode, ApicError> {
         features.apic && unsafe { ukarch::regs::rdmsr(ukarch::regs::MSR_APIC_BASE) } & (1 << 10) != 0;
     let mode = choose_mode(ukconfig::apic::MODE, &features, already_x2apic)?;
     local::set_mode(mode, local::base_from_msr());
-    mask_8259();
     // SAFETY: boot CPU, interrupts disabled, mode just set (caller contract).
     unsafe { local::enable_this_cpu(mode, vector::SPURIOUS, vector::ERROR) };
     for (v, handler) in [
@@ -171,17 +176,6 @@ pub unsafe fn init_boot_cpu() -> Result<Mode, ApicError> {
 pub unsafe fn init_this_cpu() {
     // SAFETY: forwarded caller contract; the mode is set by init_boot_cpu.
     unsafe { local::enable_this_cpu(local::mode(), vector::SPURIOUS, vector::ERROR) };
-}
-
-/// Masks both 8259 PICs (all IRQs come through the I/O APIC). Writing to
-/// absent PICs is harmless, so this does not depend on the MADT's flag.
-fn mask_8259() {
-    // SAFETY: ports 0x21 and 0xa1 are the 8259 data ports; writing 0xff
-    // masks every input and touches nothing else.
-    unsafe {
-        ukarch::regs::outb(0x21, 0xff);
-        ukarch::regs::outb(0xa1, 0xff);
-    }
 }
 
 ukplat::per_cpu! {

@@ -10,8 +10,9 @@
 //!   calibration of the APIC clock is needed, and re-arming is one MSR
 //!   write.
 //!
-//! The APIC clock rate is not architecturally known: `uktime` measures it
-//! against the calibrated TSC ([`measure_ticks`] helps).
+//! The APIC clock rate is not architecturally known: the kvm platform
+//! measures it against the calibrated TSC (`platforms/kvm/src/timer.rs`,
+//! behind `ukplat::timer::init`; [`measure_ticks`] helps).
 //!
 //! Every function acts on the calling CPU's timer; callers keep interrupts
 //! or preemption disabled so the CPU does not change under them.

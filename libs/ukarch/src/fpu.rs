@@ -482,6 +482,49 @@ pub fn init_this_cpu() {
     let _ = config;
 }
 
+/// The enabled state components that are not in their initial state on
+/// this CPU (XINUSE, read with `xgetbv` ECX = 1), or every enabled one when
+/// the CPU cannot tell (no XSAVE, or no XGETBV_ECX_1 in
+/// CPUID.(0Dh,1):EAX[2]). A thread whose registers are all initial has
+/// nothing worth saving: an eager switch skips the save.
+#[inline]
+pub fn in_use() -> u64 {
+    // Whether XGETBV with ECX = 1 works: 0 unknown, 1 no, 2 yes. Cached:
+    // CPUID is a VM exit under a hypervisor, far too slow for a switch.
+    static XINUSE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+    let config = config();
+    let mut known = XINUSE.load(Ordering::Relaxed);
+    if known == 0 {
+        let works = config.instruction.is_xsave() && raw_cpuid::cpuid!(0xd, 1).eax & (1 << 2) != 0;
+        known = if works { 2 } else { 1 };
+        XINUSE.store(known, Ordering::Relaxed);
+    }
+    if known != 2 {
+        return config.components;
+    }
+    let (low, high): (u32, u32);
+    // SAFETY: XSAVE is enabled (the save instruction is an XSAVE one) and
+    // CPUID offers XGETBV with ECX = 1, which only reads XINUSE.
+    unsafe {
+        core::arch::asm!("xgetbv", in("ecx") 1u32, out("eax") low, out("edx") high,
+            options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(low) | (u64::from(high) << 32)) & config.components
+}
+
+/// Loads the initial state ([`FpuState::new`]'s) into this CPU's registers:
+/// what a thread that never used the FPU must find.
+///
+/// # Safety
+/// The FPU is usable on this CPU (CR0.TS clear, after [`init_this_cpu`] or
+/// a platform that enabled it) and no one keeps state in its registers.
+#[inline]
+pub unsafe fn load_initial() {
+    // SAFETY: the caller's contract; the initial image is 64-byte aligned
+    // and its XSTATE_BV is 0 (nothing beyond the header is read).
+    unsafe { restore_raw(INIT_IMAGE.0.as_ptr(), config()) };
+}
+
 /// Sets CR0.TS: the next x87/SSE/AVX instruction on this CPU traps with #NM
 /// (vector 7). The scheduler's lazy switch sets it after saving the state
 /// of the thread it leaves. On the host: does nothing.

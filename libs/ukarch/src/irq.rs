@@ -1,4 +1,7 @@
-//! Interrupt enable/disable, save/restore.
+//! The x86 interrupt-flag instructions: `cli`, `sti`, `sti; hlt`,
+//! `pushf`. They are privileged, so only a platform that runs the image in
+//! ring 0 (`platforms/kvm`) may execute them; libraries call
+//! `ukplat::irq`, which the platform implements (with these on kvm).
 
 use x86_64::instructions::interrupts;
 
@@ -30,53 +33,4 @@ pub fn enable_and_halt() {
     // SAFETY: `sti; hlt` only changes the interrupt flag (as `enable`
     // does) and waits; no memory is touched.
     unsafe { core::arch::asm!("sti", "hlt", options(nomem, nostack)) };
-}
-
-/// Disables interrupts and returns whether they were enabled before.
-#[inline(always)]
-pub fn save() -> bool {
-    let was = enabled();
-    disable();
-    was
-}
-
-/// Restores the state returned by [`save`].
-#[inline(always)]
-pub fn restore(was_enabled: bool) {
-    if was_enabled {
-        enable();
-    }
-}
-
-/// Interrupts stay disabled while the guard lives; dropping it restores the
-/// previous state. Guards nest.
-///
-/// ```no_run
-/// let _guard = ukarch::irq::IrqGuard::new();
-/// // ... no interrupt on this CPU here ...
-/// ```
-#[must_use = "interrupts are re-enabled when the guard is dropped"]
-pub struct IrqGuard {
-    was_enabled: bool,
-}
-
-impl IrqGuard {
-    /// Disables interrupts until the guard is dropped.
-    #[inline(always)]
-    pub fn new() -> Self {
-        Self { was_enabled: save() }
-    }
-}
-
-impl Default for IrqGuard {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Drop for IrqGuard {
-    #[inline(always)]
-    fn drop(&mut self) {
-        restore(self.was_enabled);
-    }
 }

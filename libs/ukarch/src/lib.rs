@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`cpu`] | CPUID: vendor, brand string, family/model, [`cpu::Features`] (x2APIC, TSC-deadline, kvmclock, ...), hypervisor leaf, APIC id |
 //! | [`tsc`] | the time-stamp counter (`rdtsc`, ordered `rdtscp`) and its frequency when CPUID tells it |
-//! | [`irq`] | interrupt enable/disable, save/restore ([`irq::IrqGuard`]), `sti; hlt` |
+//! | [`irq`] | the interrupt-flag instructions (`cli`, `sti`, `sti; hlt`, `pushf`) for ring-0 platforms; libraries use `ukplat::irq` (save, restore, guards) |
 //! | [`barrier`] | memory barriers and the spin-wait hint |
 //! | [`regs`] | control registers, RFLAGS, MSRs, GS base, port I/O, `hlt` |
 //! | [`trap`] | [`trap::TrapFrame`], the register state saved on a trap |

@@ -5,7 +5,8 @@
 //! (the processor's nominal base frequency) is deliberately not used: it is
 //! not the TSC rate. Under this project's KVM and TCG neither leaf is
 //! present, so [`frequency_hz`] returns `None`; calibration against a
-//! reference clock belongs to the time library (`uktime`).
+//! reference clock belongs to the platform (`platforms/kvm/src/clock.rs`,
+//! behind `ukplat::clock::init`).
 
 /// Reads the TSC (not ordered against surrounding instructions).
 #[inline(always)]

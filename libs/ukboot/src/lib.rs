@@ -102,17 +102,38 @@ macro_rules! image_main {
     };
 }
 
-/// The init entries in run order: by priority, then by name.
+/// Init entries [`init_order`] sorts on the stack, at most.
+const SORT_MAX: usize = 64;
+
+/// The init entries in run order: by priority, then by name (then by
+/// position in the table, should one function be registered twice).
 ///
-/// Selection without allocation (the heap itself is set up by an entry):
-/// each step picks the smallest entry greater than the previous one.
+/// Without allocation (the heap itself is set up by an entry): the entries'
+/// indices are sorted once in a buffer on the stack. A table of more than
+/// [`SORT_MAX`] entries (no image comes close: the whole workspace registers
+/// about a dozen) is ordered by selection instead, each step picking the
+/// smallest entry after the previous one: the same order, in O(n²).
 pub fn init_order(table: &[InitEntry]) -> impl Iterator<Item = &InitEntry> {
-    let key = |e: &InitEntry| (e.priority, e.name);
-    let mut last: Option<(u8, &str)> = None;
+    let key = |i: usize| (table[i].priority, table[i].name, i);
+    let sorted_len = if table.len() <= SORT_MAX { table.len() } else { 0 };
+    let mut sorted = [0u16; SORT_MAX];
+    for (i, slot) in sorted[..sorted_len].iter_mut().enumerate() {
+        *slot = i as u16;
+    }
+    sorted[..sorted_len].sort_unstable_by_key(|&i| key(usize::from(i)));
+    let mut next = 0;
+    let mut last = None;
     core::iter::from_fn(move || {
-        let next = table.iter().filter(|e| last.is_none_or(|l| key(e) > l)).min_by_key(|e| key(e))?;
-        last = Some(key(next));
-        Some(next)
+        let i = if sorted_len == table.len() {
+            let i = usize::from(*sorted[..sorted_len].get(next)?);
+            next += 1;
+            i
+        } else {
+            let i = (0..table.len()).filter(|&i| last.is_none_or(|l| key(i) > l)).min_by_key(|&i| key(i))?;
+            last = Some(key(i));
+            i
+        };
+        Some(&table[i])
     })
 }
 
@@ -162,7 +183,7 @@ pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
             "ukrs: app {} on platform {} ({}), command line \"{}\"",
             ukconfig::APP,
             ukconfig::platform::NAME,
-            ukconfig::platform::MACHINE.as_str(),
+            info.machine,
             info.cmdline
         );
     }
@@ -200,7 +221,7 @@ pub fn boot(info: &'static BootInfo, main: fn(&[&str]) -> i32) -> ! {
 #[cfg(target_os = "none")]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    ukarch::irq::disable();
+    ukplat::irq::disable();
     let mut out = ukplat::console::Writer;
     match ukplat::cpu::try_this_cpu() {
         Some(cpu) => {
@@ -240,6 +261,23 @@ mod tests {
         ];
         let order: Vec<_> = init_order(&table).map(|e| e.name).collect();
         assert_eq!(order, ["z", "a", "b", "m"]);
+        assert_eq!(init_order(&[]).count(), 0);
+    }
+
+    #[test]
+    fn init_order_runs_duplicates_and_large_tables_alike() {
+        // Names and priorities repeat; the same function twice runs twice.
+        let names = ["d", "a", "c", "b", "a"];
+        for len in [5, SORT_MAX, SORT_MAX + 1, 3 * SORT_MAX] {
+            let table: Vec<InitEntry> = (0..len)
+                .map(|i| InitEntry { name: names[i % 5], priority: [50, 10, 90][i % 3], func: nop })
+                .collect();
+            let order: Vec<*const InitEntry> = init_order(&table).map(|e| e as *const _).collect();
+            let mut expected: Vec<usize> = (0..len).collect();
+            expected.sort_by_key(|&i| (table[i].priority, table[i].name, i));
+            let expected: Vec<*const InitEntry> = expected.iter().map(|&i| &table[i] as *const _).collect();
+            assert_eq!(order, expected, "{len} entries");
+        }
     }
 
     #[test]

@@ -128,12 +128,12 @@ fn wait_for_input() {
     if INTERRUPT_DRIVEN.load(Ordering::Acquire)
         && ROUTED_TO.load(Ordering::Relaxed) == ukplat::cpu::this_cpu()
     {
-        let was_enabled = ukarch::irq::save();
+        let was_enabled = ukplat::irq::save();
         if RING_BUFFER.head.load(Ordering::Acquire) == RING_BUFFER.tail.load(Ordering::Relaxed) {
-            ukarch::irq::enable_and_halt();
-            ukarch::irq::disable();
+            ukplat::irq::enable_and_halt();
+            ukplat::irq::disable();
         }
-        ukarch::irq::restore(was_enabled);
+        ukplat::irq::restore(was_enabled);
         return;
     }
     ukarch::barrier::spin_hint();

@@ -66,7 +66,8 @@ mod input;
 mod logger;
 
 use core::fmt;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
+use ukplat::slot::FnSlot;
 
 pub use buf::{BufWriter, ChunkedWriter, write_fmt_chunked};
 pub use input::{input_dropped, input_interrupts, input_vector, read_byte, read_line};
@@ -81,8 +82,8 @@ const LOCK_PATIENCE_CYCLES: u64 = 1 << 30;
 
 static LOCK: ukspin::SpinLockIrq<()> = ukspin::SpinLockIrq::new(());
 static BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
-/// The tap function (a `fn(&[u8])` cast to a pointer), or null.
-static TAP: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// The tap function, if one is installed.
+static TAP: FnSlot<fn(&[u8])> = FnSlot::new();
 
 /// Total bytes this crate handed to the console device since boot.
 ///
@@ -102,25 +103,14 @@ pub fn bytes_written() -> u64 {
 /// The tap runs with interrupts off and the console lock held: it must not
 /// print, and should not block.
 pub fn set_tap(tap: Option<fn(&[u8])>) -> Option<fn(&[u8])> {
-    let new = tap.map_or(core::ptr::null_mut(), |f| f as *mut ());
-    let old = TAP.swap(new, Ordering::AcqRel);
-    if old.is_null() {
-        None
-    } else {
-        // SAFETY: non-null values stored in TAP were made from `fn(&[u8])`
-        // just above; function pointers round-trip through `*mut ()`.
-        Some(unsafe { core::mem::transmute::<*mut (), fn(&[u8])>(old) })
-    }
+    TAP.swap(tap)
 }
 
 /// The sink of every console write: device, counter, tap.
 fn emit(bytes: &[u8]) {
     ukplat::console::write(bytes);
     BYTES_WRITTEN.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    let tap = TAP.load(Ordering::Acquire);
-    if !tap.is_null() {
-        // SAFETY: see `set_tap`: non-null values are `fn(&[u8])` pointers.
-        let tap = unsafe { core::mem::transmute::<*mut (), fn(&[u8])>(tap) };
+    if let Some(tap) = TAP.load() {
         tap(bytes);
     }
 }

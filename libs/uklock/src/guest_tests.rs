@@ -32,7 +32,7 @@ const LATE: Duration = Duration::from_millis(500);
 /// `tcg` iterations, or a tenth of them under KVM (on the build machines
 /// KVM is PVM, which emulates this guest instruction by instruction).
 fn scaled(tcg: usize) -> usize {
-    if ukarch::cpu::hypervisor() == ukarch::cpu::Hypervisor::Kvm { tcg / 10 } else { tcg }
+    uktest::scaled(tcg as u64, tcg as u64 / 10) as usize
 }
 
 /// Threads per test: two per CPU, at least four.
@@ -115,6 +115,10 @@ fn mutex_counts_exactly_on_every_cpu() -> TestResult {
         overlaps: AtomicU32::new(0),
         contended: AtomicU64::new(0),
     });
+    // The test thread holds the mutex until a worker found it taken (or
+    // 2 s passed), so the contended path runs whatever the host's timing:
+    // on linuxu the workers may otherwise finish before they ever meet.
+    let held = s.count.lock();
     let shared = s.clone();
     let handles = spawn_n("mutex", n, move |_| {
         let s = &shared;
@@ -141,6 +145,11 @@ fn mutex_counts_exactly_on_every_cpu() -> TestResult {
             drop(g);
         }
     })?;
+    let deadline = uktime::now() + Duration::from_secs(2);
+    while s.contended.load(Ordering::Relaxed) == 0 && uktime::now() < deadline {
+        uksched::yield_now();
+    }
+    drop(held);
     join_all(handles);
     ut_assert_eq!(s.overlaps.load(Ordering::Relaxed), 0, "two threads inside the critical section");
     ut_assert_eq!(*s.count.lock(), n as u64 * iters, "lost updates");

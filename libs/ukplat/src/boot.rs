@@ -105,6 +105,15 @@ pub struct BootInfo {
     pub topology: crate::cpu::Topology,
     /// The ACPI PM timer, when the firmware describes one.
     pub pm_timer: Option<PmTimer>,
+    /// What the platform runs the image on, for the boot banner (kvm: the
+    /// QEMU machine type; linuxu: `linux process`).
+    pub machine: &'static str,
+    /// Whether the image runs with the CPU's full privilege (kvm: ring 0),
+    /// owning the control registers, MSRs and I/O ports that the platform
+    /// set up; `false` where it runs as a user process (linuxu: Linux owns
+    /// CR0/CR4, and privileged instructions fault). Tests of what the
+    /// platform programmed into such registers skip without it.
+    pub privileged: bool,
 }
 
 impl BootInfo {
@@ -164,6 +173,8 @@ mod tests {
             image: PhysRange { start: 0x100000, end: 0x200000 },
             topology: crate::cpu::Topology::default(),
             pm_timer: None,
+            machine: "test",
+            privileged: false,
         };
         assert_eq!(info.ram_bytes(), 0x9fc00 + 0x700000);
         assert_eq!(info.free_bytes(), 0x600000);

@@ -1,7 +1,7 @@
 //! The console device: output, and input where the device has it.
 //!
 //! The platform registers its device (a 16550 UART on `kvm`) before anything
-//! else runs; `ukconsole` builds `print!` and `log` on top of [`write`], and
+//! else runs; `ukconsole` builds `print!` and `log` on top of [`write()`], and
 //! its input buffer on [`read_byte`] and the device's receive interrupt
 //! ([`input_irq`], [`enable_input_interrupt`]).
 
@@ -64,7 +64,7 @@ pub fn device_name() -> Option<&'static str> {
     DEVICE.get().map(|d| d.name())
 }
 
-/// A `core::fmt::Write` adapter over [`write`], for code below `ukconsole`
+/// A `core::fmt::Write` adapter over [`write()`], for code below `ukconsole`
 /// (panic and exception reports).
 pub struct Writer;
 

@@ -55,7 +55,8 @@
 //! counter are per thread, and [`host::bind_this_thread`] chooses the CPU
 //! index a test thread pretends to be.
 
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::slot::FnSlot;
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use ukarch::cache::CacheAligned;
 
 /// Index of a CPU: 0 is the boot CPU, the others follow in the order the
@@ -161,12 +162,10 @@ pub unsafe fn init_this_cpu(index: CpuIndex, apic_id: u32) {
     local.this.store(core::ptr::from_ref(local) as u64, Ordering::Relaxed);
     local.index.store(index, Ordering::Relaxed);
     local.apic_id.store(apic_id, Ordering::Relaxed);
+    // The header is 'static and now filled in; the caller runs on the CPU
+    // it describes, so GS-relative accessors find its own header.
     #[cfg(target_os = "none")]
-    // SAFETY: the header is 'static and now filled in; the caller runs on
-    // the CPU it describes, so GS-relative accessors find its own header.
-    unsafe {
-        ukarch::regs::set_gs_base(core::ptr::from_ref(local) as u64)
-    };
+    crate::platform::imports::cpu_set_base(local);
     #[cfg(not(target_os = "none"))]
     host::bind_this_thread(index);
 }
@@ -195,12 +194,13 @@ pub fn this_cpu() -> CpuIndex {
 
 /// The index of the CPU running this code, or `None` when its GS base does
 /// not point at a per-CPU header yet (a report from the first instructions
-/// of a CPU). Reads the GS base MSR (a VM exit under a hypervisor): for
-/// panic and exception reports, not hot paths.
+/// of a CPU). Asks the platform for the base (on kvm a read of the GS base
+/// MSR, a VM exit under a hypervisor): for panic and exception reports, not
+/// hot paths.
 pub fn try_this_cpu() -> Option<CpuIndex> {
     #[cfg(target_os = "none")]
     {
-        let base = ukarch::regs::gs_base() as usize;
+        let base = this_base() as usize;
         let first = LOCALS.as_ptr() as usize;
         let offset = base.checked_sub(first)?;
         (offset % size_of::<CpuLocal>() == 0 && offset / size_of::<CpuLocal>() < MAX_CPUS)
@@ -208,6 +208,16 @@ pub fn try_this_cpu() -> Option<CpuIndex> {
     }
     #[cfg(not(target_os = "none"))]
     Some(host::this_cpu())
+}
+
+/// This CPU's per-CPU base as the platform reads it back (on kvm the GS base
+/// MSR, a VM exit under a hypervisor): what [`init_this_cpu`] set, or 0
+/// before. For reports and tests, not hot paths (which read through GS).
+pub fn this_base() -> u64 {
+    #[cfg(target_os = "none")]
+    return crate::platform::imports::cpu_base();
+    #[cfg(not(target_os = "none"))]
+    return core::ptr::from_ref(local(host::this_cpu())) as u64;
 }
 
 /// The id of the thread running this code, as the scheduler recorded it at
@@ -355,15 +365,15 @@ impl Drop for PreemptGuard {
     }
 }
 
-/// The reschedule hook (a `fn()`), or null.
-static RESCHED_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// The reschedule hook, if one is registered.
+static RESCHED_HOOK: FnSlot<fn()> = FnSlot::new();
 
 /// Registers the scheduler's reschedule function, called by
 /// [`preempt_enable`] when the counter drops to zero while a reschedule is
 /// requested on that CPU. It runs with the counter at zero and must clear
-/// the request ([`take_resched_request`]).
+/// the request ([`take_resched_request`]). The last registration wins.
 pub fn set_resched_hook(hook: fn()) {
-    RESCHED_HOOK.store(hook as *mut (), Ordering::Release);
+    RESCHED_HOOK.store(hook);
 }
 
 /// Asks CPU `cpu` to reschedule at its next preemption point.
@@ -383,18 +393,14 @@ pub fn take_resched_request() -> bool {
 #[inline(always)]
 fn interrupts_enabled() -> bool {
     #[cfg(target_os = "none")]
-    return ukarch::irq::enabled();
+    return crate::irq::enabled();
     #[cfg(not(target_os = "none"))]
     true
 }
 
 #[cold]
 fn resched() {
-    let hook = RESCHED_HOOK.load(Ordering::Acquire);
-    if !hook.is_null() {
-        // SAFETY: only `set_resched_hook` stores into RESCHED_HOOK, always a
-        // `fn()`; fn and data pointers have the same size on x86_64.
-        let hook = unsafe { core::mem::transmute::<*mut (), fn()>(hook) };
+    if let Some(hook) = RESCHED_HOOK.load() {
         hook();
     }
 }
@@ -599,7 +605,8 @@ pub struct Topology {
     pub io_apics: &'static [crate::irq::IoApicDesc],
     /// How ISA IRQs map onto global system interrupts, where not 1:1.
     pub isa_overrides: &'static [crate::irq::IsaOverride],
-    /// Whether legacy 8259 PICs are present (they must be masked).
+    /// Whether legacy 8259 PICs are present (for reports: they reach a CPU
+    /// only through LINT0 or an I/O APIC input, both masked by `apic`).
     pub has_8259: bool,
 }
 
@@ -616,24 +623,33 @@ pub fn count() -> usize {
 // ---------------------------------------------------------------------------
 // Secondary CPUs
 
-/// The entry parked secondary CPUs run (a `fn(CpuIndex) -> !`), or null.
-static SECONDARY_ENTRY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// The entry parked secondary CPUs run, once released.
+static SECONDARY_ENTRY: FnSlot<fn(CpuIndex) -> !> = FnSlot::new();
 
 /// Sets the function every parked secondary CPU runs, with its index, when
 /// it next wakes up. The caller then wakes them (an IPI to each). The first
 /// call wins; later ones return `false`.
 pub fn release_secondaries(entry: fn(CpuIndex) -> !) -> bool {
-    SECONDARY_ENTRY
-        .compare_exchange(core::ptr::null_mut(), entry as *mut (), Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
+    SECONDARY_ENTRY.store_if_empty(entry).is_ok()
 }
 
 /// The released entry, if any (polled by the platform's parking loop).
 pub fn secondary_entry() -> Option<fn(CpuIndex) -> !> {
-    let entry = SECONDARY_ENTRY.load(Ordering::Acquire);
-    // SAFETY: only `release_secondaries` stores a non-null value, always a
-    // `fn(CpuIndex) -> !`.
-    (!entry.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(CpuIndex) -> !>(entry) })
+    SECONDARY_ENTRY.load()
+}
+
+/// The parking loop of a started secondary CPU, the same on every
+/// platform: halted with interrupts enabled until a library released the
+/// secondaries ([`release_secondaries`]) and an interrupt (the library's
+/// wake-up IPI) lets it see the entry, which it then runs for good.
+pub fn park_secondary(index: CpuIndex) -> ! {
+    loop {
+        crate::irq::disable();
+        if let Some(entry) = secondary_entry() {
+            entry(index);
+        }
+        crate::irq::enable_and_halt();
+    }
 }
 
 // ---------------------------------------------------------------------------

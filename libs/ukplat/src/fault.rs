@@ -1,12 +1,14 @@
-//! Fault explainers: library hooks that add a line of diagnosis to the
-//! platform's report of a fatal CPU exception.
+//! Fatal CPU exceptions: the report every platform prints
+//! ([`report_fatal`], in [`report`]), and the fault explainers, library
+//! hooks that add lines of diagnosis to it.
 //!
-//! The platform's report shows what the CPU saw (vector, error code,
-//! registers, CR2); only a library knows what an address *means*. A library
-//! that owns part of the address space registers an [`Explainer`] with
-//! [`register_explainer`]; the platform calls [`explain`] after the register
-//! dump of every fatal exception, and each explainer that recognises the
-//! fault writes its lines. `ukvmem` recognises accesses to the guard page
+//! The report shows what the CPU saw (vector, error code, registers, CR2);
+//! only a library knows what an address *means*. A library that owns part
+//! of the address space registers an [`Explainer`] with
+//! [`register_explainer`]; the report calls [`explain`] after the register
+//! dump of every fatal exception (and `ukboot`'s panic handler after its
+//! panic line), and each explainer that recognises the fault writes its
+//! lines. `ukvmem` recognises accesses to the guard page
 //! below a thread stack (`stack overflow: ...`); the scheduler names the
 //! thread that was running (and, on a stack overflow, the stack's owner).
 //!
@@ -14,10 +16,10 @@
 //! machine is about to exit, and on a double fault the CPU is on its small
 //! IST stack. They must not take locks that the faulting code may hold, must
 //! not allocate, and should use little stack. A fault inside an explainer is
-//! caught by the platform's nested-fault guard (one line, then exit).
+//! caught by the report's nested-fault guard (one line, then exit).
 //!
-//! The registry holds [`MAX_EXPLAINERS`] functions in lock-free slots (like
-//! [`crate::cpu::set_resched_hook`]): registration is one compare-and-swap
+//! The registry holds [`MAX_EXPLAINERS`] functions in lock-free
+//! [`FnSlot`]s (like [`crate::cpu::set_resched_hook`]): registration is one compare-and-swap
 //! and may happen at any time, from any CPU; [`explain`] only loads.
 //!
 //! ```
@@ -39,13 +41,25 @@
 //! assert_eq!(report, "null pointer: 0x8 is in page 0\n");
 //! ```
 
-use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicPtr, Ordering};
+pub mod report;
 
-/// Vector of the page fault (#PF).
-pub const PAGE_FAULT: u8 = 14;
+pub use report::{FatalPlatform, report_fatal};
+
+use crate::slot::FnSlot;
+use core::fmt::{self, Write};
+
 /// Vector of the double fault (#DF).
 pub const DOUBLE_FAULT: u8 = 8;
+/// Vector of the invalid-TSS fault (#TS).
+pub const INVALID_TSS: u8 = 10;
+/// Vector of the segment-not-present fault (#NP).
+pub const SEGMENT_NOT_PRESENT: u8 = 11;
+/// Vector of the stack-segment fault (#SS).
+pub const STACK_SEGMENT: u8 = 12;
+/// Vector of the general-protection fault (#GP).
+pub const GENERAL_PROTECTION: u8 = 13;
+/// Vector of the page fault (#PF).
+pub const PAGE_FAULT: u8 = 14;
 /// Not a CPU vector: the [`FaultInfo::vector`] of a Rust panic, whose report
 /// the panic handler also hands to the explainers (with the other fields
 /// 0, except `cpu`), so that they can name the running thread.
@@ -72,7 +86,7 @@ pub struct FaultInfo {
     /// failed, when that is why the #DF happened — as on a stack overflow:
     /// the CPU cannot push the #PF frame onto an unmapped guard page, so it
     /// raises #DF on its IST stack with CR2 pointing into the guard page.
-    /// 0 for the other vectors (the platform does not read CR2 for them).
+    /// 0 for the other vectors ([`report::uses_cr2`]).
     pub cr2: u64,
     /// The faulting CPU's index, or `None` when the fault came before its
     /// per-CPU header existed.
@@ -99,13 +113,13 @@ impl fmt::Display for Full {
 /// A fixed set of explainer slots. The platform uses one global set
 /// ([`register_explainer`], [`explain`]); a separate set is useful in tests.
 pub struct Explainers {
-    slots: [AtomicPtr<()>; MAX_EXPLAINERS],
+    slots: [FnSlot<Explainer>; MAX_EXPLAINERS],
 }
 
 impl Explainers {
     /// An empty set.
     pub const fn new() -> Self {
-        Self { slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_EXPLAINERS] }
+        Self { slots: [const { FnSlot::new() }; MAX_EXPLAINERS] }
     }
 
     /// Adds `explainer` to the first free slot. Registering the same
@@ -114,11 +128,10 @@ impl Explainers {
     /// # Errors
     /// [`Full`] when all [`MAX_EXPLAINERS`] slots hold other functions.
     pub fn register(&self, explainer: Explainer) -> Result<(), Full> {
-        let new = explainer as *mut ();
         for slot in &self.slots {
-            match slot.compare_exchange(core::ptr::null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
-                Err(current) if current == new => return Ok(()),
+            match slot.store_if_empty(explainer) {
+                Ok(()) => return Ok(()),
+                Err(current) if core::ptr::fn_addr_eq(current, explainer) => return Ok(()),
                 Err(_) => {}
             }
         }
@@ -127,7 +140,7 @@ impl Explainers {
 
     /// How many explainers are registered.
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| !s.load(Ordering::Acquire).is_null()).count()
+        self.slots.iter().filter(|s| s.is_set()).count()
     }
 
     /// Whether none is registered.
@@ -139,15 +152,7 @@ impl Explainers {
     /// and `out`; returns how many recognised the fault.
     pub fn explain(&self, info: &FaultInfo, out: &mut dyn Write) -> usize {
         let mut recognised = 0;
-        for slot in &self.slots {
-            let f = slot.load(Ordering::Acquire);
-            if f.is_null() {
-                continue;
-            }
-            // SAFETY: only `register` stores into the slots, always an
-            // `Explainer` cast to a pointer; fn and data pointers have the
-            // same size on every target this crate builds for.
-            let f = unsafe { core::mem::transmute::<*mut (), Explainer>(f) };
+        for f in self.slots.iter().filter_map(FnSlot::load) {
             if f(info, out) {
                 recognised += 1;
             }
@@ -165,8 +170,9 @@ impl Default for Explainers {
 /// The platform's explainers.
 static EXPLAINERS: Explainers = Explainers::new();
 
-/// Registers `explainer` for every later fatal #PF and #DF report (first
-/// free of [`MAX_EXPLAINERS`] slots; the same function twice takes one).
+/// Registers `explainer` for every later fatal-exception and panic report
+/// (first free of [`MAX_EXPLAINERS`] slots; the same function twice takes
+/// one).
 ///
 /// # Errors
 /// [`Full`] when every slot holds another function.
@@ -174,8 +180,8 @@ pub fn register_explainer(explainer: Explainer) -> Result<(), Full> {
     EXPLAINERS.register(explainer)
 }
 
-/// Calls every registered explainer (called by the platform's fatal-trap
-/// path for #PF and #DF); returns how many recognised the fault.
+/// Calls every registered explainer (called by [`report_fatal`] and by the
+/// panic handler); returns how many recognised the fault.
 pub fn explain(info: &FaultInfo, out: &mut dyn Write) -> usize {
     EXPLAINERS.explain(info, out)
 }

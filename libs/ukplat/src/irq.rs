@@ -29,8 +29,12 @@
 //! irq::unregister(vector);
 //! ```
 
+mod flag;
+
+pub use flag::{IrqGuard, disable, enable, enable_and_halt, enabled, restore, save};
+
+use crate::slot::FnSlot;
 use core::fmt;
-use core::sync::atomic::{AtomicPtr, Ordering};
 
 pub use ukarch::trap::TrapFrame;
 
@@ -87,8 +91,8 @@ impl fmt::Display for IrqError {
     }
 }
 
-/// Registered handlers, as `Handler` pointers (null: none).
-static HANDLERS: [AtomicPtr<()>; 256] = [const { AtomicPtr::new(core::ptr::null_mut()) }; 256];
+/// Registered handlers, one slot per vector.
+static HANDLERS: [FnSlot<Handler>; 256] = [const { FnSlot::new() }; 256];
 
 /// Installs `handler` for `vector`.
 ///
@@ -98,10 +102,7 @@ static HANDLERS: [AtomicPtr<()>; 256] = [const { AtomicPtr::new(core::ptr::null_
 /// # Errors
 /// [`IrqError::Occupied`] when the vector has a handler already.
 pub fn register(vector: u8, handler: Handler) -> Result<(), IrqError> {
-    HANDLERS[usize::from(vector)]
-        .compare_exchange(core::ptr::null_mut(), handler as *mut (), Ordering::AcqRel, Ordering::Acquire)
-        .map(|_| ())
-        .map_err(|_| IrqError::Occupied(vector))
+    HANDLERS[usize::from(vector)].store_if_empty(handler).map_err(|_| IrqError::Occupied(vector))
 }
 
 /// Installs `handler` on the first free vector of the dynamic range and
@@ -117,16 +118,30 @@ pub fn allocate(handler: Handler) -> Result<u8, IrqError> {
 
 /// Removes the handler of `vector` (a trap on it becomes fatal again).
 pub fn unregister(vector: u8) {
-    HANDLERS[usize::from(vector)].store(core::ptr::null_mut(), Ordering::Release);
+    HANDLERS[usize::from(vector)].clear();
 }
 
 /// The handler registered for `vector` (the platform's dispatcher calls it).
 #[inline]
 pub fn handler(vector: u8) -> Option<Handler> {
-    let raw = HANDLERS[usize::from(vector)].load(Ordering::Acquire);
-    // SAFETY: HANDLERS only ever holds null or a `Handler` cast to a pointer
-    // (`register`); fn and data pointers have the same size on x86_64.
-    (!raw.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), Handler>(raw) })
+    HANDLERS[usize::from(vector)].load()
+}
+
+/// Takes an interrupt (vector 32–255) for the platform: runs its handler
+/// between [`cpu::irq_enter`](crate::cpu::irq_enter) and
+/// [`cpu::irq_exit`](crate::cpu::irq_exit), then passes the preemption
+/// point, where a preemptive scheduler may switch threads when the handler
+/// asked for it and the interrupted code had interrupts enabled. Returns
+/// `false`, having done nothing, when no handler is registered: the
+/// platform reports that as fatal. Every platform's interrupt path ends
+/// here, with interrupts disabled.
+pub fn take_interrupt(frame: &mut TrapFrame) -> bool {
+    let Some(handler) = handler(frame.vector()) else { return false };
+    crate::cpu::irq_enter();
+    handler(frame);
+    crate::cpu::irq_exit();
+    crate::cpu::preempt_on_irq_return(frame.interrupts_were_enabled());
+    true
 }
 
 // ---------------------------------------------------------------------------

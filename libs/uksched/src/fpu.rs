@@ -1,33 +1,62 @@
-//! Lazy saving of FPU/SSE/AVX state.
+//! Switching FPU/SSE/AVX state between threads: lazily where the platform
+//! can trap FPU instructions (kvm), eagerly where it cannot (linuxu).
 //!
 //! Guest Rust code is soft-float and never touches the extended registers;
 //! only application code using SSE/AVX (inline assembly, hand-written
-//! kernels) does. So the state is switched lazily, and a thread that never
-//! uses it costs the switch one per-CPU flag test:
+//! kernels) does. So a thread that never uses them should cost the switch
+//! next to nothing.
+//!
+//! **Lazy** (`ukplat::fpu::can_trap()`): a thread that never uses the FPU
+//! costs the switch one per-CPU flag test.
 //!
 //! * When a thread switches out after using the FPU in this time slice
 //!   (the CPU's `fpu_live` flag), its state is saved (`xsaveopt`/`xsave`,
-//!   or `fxsave` without XSAVE) into its own area and CR0.TS is set.
-//! * With CR0.TS set, the next FPU/SSE/AVX instruction of any thread on
-//!   that CPU raises #NM (vector 7). Its handler clears TS, restores that
-//!   thread's saved state (a fresh thread gets the initial state), and marks
-//!   the FPU live again.
+//!   or `fxsave` without XSAVE) into its own area and the trap is armed
+//!   (CR0.TS on kvm).
+//! * With the trap armed, the next FPU/SSE/AVX instruction of any thread on
+//!   that CPU raises #NM (vector 7). Its handler disarms it, restores that
+//!   thread's saved state (a fresh thread gets the initial state), and
+//!   marks the FPU live again.
 //!
-//! The state is always in memory while a thread is switched out, so a
+//! **Eager** (no trap): at each switch the outgoing thread's state is saved
+//! when any component is not in its initial state (XINUSE, one `xgetbv`),
+//! and the incoming thread's saved state is loaded, or the initial state
+//! when it has none and the registers hold someone else's. A thread that
+//! never uses the FPU costs one `xgetbv` per switch.
+//!
+//! Either way the state is in memory while a thread is switched out, so a
 //! thread can resume on any CPU. The save area (sized for the enabled
-//! XSAVE components) is allocated at a thread's first FPU instruction.
+//! XSAVE components) is allocated at a thread's first FPU instruction
+//! (lazy) or with the thread (eager).
 
 use crate::sched::{CPUS, Cpu, current_ptr_unguarded};
 use crate::thread::ThreadInner;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use ukarch::fpu::{self as hw, FpuState};
 use ukplat::irq::TrapFrame;
 
 /// The #NM vector.
 const DEVICE_NOT_AVAILABLE: u8 = 7;
 
-/// Installs the #NM handler.
+/// Whether state is switched lazily (decided once, at [`install`]).
+static LAZY: AtomicBool = AtomicBool::new(false);
+
+/// The save area a new thread starts with: none with lazy switching (it
+/// comes with the first FPU instruction), one with eager switching, where a
+/// save may be due at any switch: allocating it then would make a
+/// long-lived thread (main, the idle threads) allocate at an unpredictable
+/// moment — XINUSE may report a component in use that the thread never
+/// touched, which the architecture allows.
+pub(crate) fn area_at_creation() -> Option<FpuState> {
+    (!LAZY.load(Ordering::Relaxed)).then(FpuState::new)
+}
+
+/// Installs the #NM handler (lazy switching), or chooses eager switching.
 pub(crate) fn install() {
+    LAZY.store(ukplat::fpu::can_trap(), Ordering::Relaxed);
+    if !LAZY.load(Ordering::Relaxed) {
+        return;
+    }
     if let Err(e) = ukplat::irq::register(DEVICE_NOT_AVAILABLE, on_device_not_available) {
         panic!("uksched: cannot install the #NM handler for lazy FPU switching: {e}");
     }
@@ -38,8 +67,8 @@ pub(crate) fn install() {
 /// discarded and the first FPU instruction traps.
 pub(crate) fn init_cpu(cpu: &Cpu, live: bool) {
     cpu.fpu_live.store(live, Ordering::Relaxed);
-    if !live {
-        hw::set_task_switched();
+    if !live && LAZY.load(Ordering::Relaxed) {
+        ukplat::fpu::set_trap(true);
     }
 }
 
@@ -47,9 +76,48 @@ pub(crate) fn init_cpu(cpu: &Cpu, live: bool) {
 /// disabled, on the switching CPU).
 #[inline(always)]
 pub(crate) fn switch_out(cpu: &Cpu, prev: &ThreadInner) {
-    if cpu.fpu_live.load(Ordering::Relaxed) {
-        save(cpu, prev);
+    if LAZY.load(Ordering::Relaxed) {
+        if cpu.fpu_live.load(Ordering::Relaxed) {
+            save(cpu, prev);
+        }
+    } else if hw::in_use() != 0 {
+        save_eager(prev);
+    } else {
+        prev.fpu_saved.store(false, Ordering::Relaxed);
     }
+}
+
+/// Eager switching: loads the incoming thread's state (interrupts disabled,
+/// on its CPU, right after the switch).
+#[inline(always)]
+pub(crate) fn switch_in(cpu: &Cpu, me: &ThreadInner) {
+    if LAZY.load(Ordering::Relaxed) {
+        return;
+    }
+    if me.fpu_saved.load(Ordering::Relaxed) {
+        // SAFETY: `me` runs on this CPU now, interrupts disabled: only it
+        // touches its area; the FPU is usable (no trap on this platform).
+        let area = unsafe { &*me.fpu.get() };
+        if let Some(area) = area {
+            // SAFETY: as above; the area holds a state saved on this machine.
+            unsafe { area.restore() };
+            cpu.fpu_restores.fetch_add(1, Ordering::Relaxed);
+        }
+    } else if hw::in_use() != 0 {
+        // SAFETY: the registers hold the previous thread's state, already
+        // saved: the initial state replaces it.
+        unsafe { hw::load_initial() };
+    }
+}
+
+#[inline(never)]
+fn save_eager(prev: &ThreadInner) {
+    // SAFETY: `prev` is the running thread of this CPU (being switched
+    // out), and only its CPU touches its area, interrupts disabled.
+    let area = unsafe { &mut *prev.fpu.get() }.get_or_insert_with(FpuState::new);
+    // SAFETY: the FPU is usable (no trap on this platform).
+    unsafe { area.save() };
+    prev.fpu_saved.store(true, Ordering::Relaxed);
 }
 
 #[inline(never)]
@@ -59,7 +127,7 @@ fn save(cpu: &Cpu, prev: &ThreadInner) {
     let area = unsafe { &mut *prev.fpu.get() }.get_or_insert_with(FpuState::new);
     // SAFETY: TS is clear (the FPU is live) and init ran on this CPU.
     unsafe { area.save() };
-    hw::set_task_switched();
+    ukplat::fpu::set_trap(true);
     cpu.fpu_live.store(false, Ordering::Relaxed);
 }
 
@@ -67,7 +135,7 @@ fn save(cpu: &Cpu, prev: &ThreadInner) {
 fn on_device_not_available(frame: &mut TrapFrame) {
     // Exception gates leave interrupts as they were: no switch may come
     // between finding the thread, clearing TS and marking the state live.
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let me = current_ptr_unguarded();
     if me.is_null() {
         panic!(
@@ -77,7 +145,7 @@ fn on_device_not_available(frame: &mut TrapFrame) {
         );
     }
     let cpu = CPUS.get();
-    hw::clear_task_switched();
+    ukplat::fpu::set_trap(false);
     // SAFETY: the running thread's record, alive while it runs; only this
     // CPU touches its area, with interrupts disabled.
     let area = unsafe { &mut *(*me).fpu.get() }.get_or_insert_with(FpuState::new);

@@ -28,8 +28,8 @@
 //! uksched::hooks::on_idle(report).expect("a free hook slot");
 //! ```
 
-use core::sync::atomic::{AtomicPtr, Ordering};
 use ukplat::cpu::CpuIndex;
+use ukplat::slot::FnSlot;
 
 /// A hook: called with the CPU's index.
 pub type Hook = fn(CpuIndex);
@@ -47,35 +47,23 @@ impl core::fmt::Display for HooksFull {
     }
 }
 
-struct Slots([AtomicPtr<()>; MAX_HOOKS]);
+/// Hooks of one kind, filled from the front (the first free slot takes a
+/// hook; they are never removed, so the first empty slot ends the list).
+struct Slots([FnSlot<Hook>; MAX_HOOKS]);
 
 impl Slots {
     const fn new() -> Self {
-        Self([const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_HOOKS])
+        Self([const { FnSlot::new() }; MAX_HOOKS])
     }
 
     fn add(&self, hook: Hook) -> Result<(), HooksFull> {
-        for slot in &self.0 {
-            if slot
-                .compare_exchange(core::ptr::null_mut(), hook as *mut (), Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Ok(());
-            }
-        }
-        Err(HooksFull)
+        if self.0.iter().any(|slot| slot.store_if_empty(hook).is_ok()) { Ok(()) } else { Err(HooksFull) }
     }
 
     #[inline(always)]
     fn run(&self, cpu: CpuIndex) {
         for slot in &self.0 {
-            let raw = slot.load(Ordering::Acquire);
-            if raw.is_null() {
-                break;
-            }
-            // SAFETY: only `add` stores here, always a `Hook`; fn and data
-            // pointers have the same size on x86_64.
-            let hook = unsafe { core::mem::transmute::<*mut (), Hook>(raw) };
+            let Some(hook) = slot.load() else { break };
             hook(cpu);
         }
     }
@@ -132,7 +120,7 @@ pub(crate) fn run_idle(cpu: CpuIndex) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     static SEEN: AtomicUsize = AtomicUsize::new(0);
     fn count(cpu: CpuIndex) {

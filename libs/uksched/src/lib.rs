@@ -2,10 +2,11 @@
 //!
 //! What it offers:
 //!
-//! * **Threads** ([`spawn`], [`Builder`]: closure, name, stack size, CPU
-//!   affinity) with an exit value ([`JoinHandle::join`], [`exit`]),
-//!   detaching (drop the handle), [`yield_now`], [`sleep`]/[`sleep_until`],
-//!   [`current`], [`Thread::set_affinity`] (migration).
+//! * **Threads** ([`spawn`], [`spawn_pinned`], [`Builder`]: closure, name,
+//!   stack size, CPU affinity) with an exit value ([`JoinHandle::join`],
+//!   [`exit`]), detaching (drop the handle), [`yield_now`],
+//!   [`sleep`]/[`sleep_until`], [`current`], [`Thread::set_affinity`]
+//!   (migration).
 //! * **Wait queues** ([`WaitQueue`]): wait for a condition, with a timeout or
 //!   deadline, wake one, some or all — safe against lost wake-ups on any
 //!   number of CPUs. For futexes: waiters with a key and a bitset, a check
@@ -190,8 +191,8 @@ mod wait_tests;
 pub use cpuset::CpuSet;
 #[cfg(not(loom))]
 pub use thread::{
-    Builder, JoinHandle, SpawnError, Thread, ThreadStats, current, current_id, exit, spawn, try_current_id,
-    yield_now, yield_until,
+    Builder, JoinHandle, SpawnError, Thread, ThreadStats, current, current_id, exit, spawn, spawn_pinned,
+    try_current_id, yield_now, yield_until,
 };
 #[cfg(not(loom))]
 pub use tls::LocalKey;

@@ -241,9 +241,9 @@ pub(crate) fn schedule() {
     if count != 1 || cpu::in_interrupt() {
         schedule_bug(count);
     }
-    let irq = ukarch::irq::save();
+    let irq = ukplat::irq::save();
     switch_away();
-    ukarch::irq::restore(irq);
+    ukplat::irq::restore(irq);
 }
 
 #[cold]
@@ -452,6 +452,11 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// may go (its stack is no longer in use).
 pub(crate) fn finish_switch() {
     let cpu = CPUS.get();
+    let me = current_ptr_unguarded();
+    if !me.is_null() {
+        // SAFETY: the running thread's record is alive while it runs.
+        fpu::switch_in(cpu, unsafe { &*me });
+    }
     // SAFETY: this CPU's hand-off, interrupts disabled (the switch's).
     let (prev, owned, migrate) = unsafe {
         (
@@ -522,7 +527,7 @@ fn select_cpu(t: &ThreadInner) -> CpuIndex {
 /// gets to it: an idle target is woken; under `preempt`, a target running
 /// a thread with nothing queued behind it reschedules at once.
 pub(crate) fn enqueue(t: Arc<ThreadInner>) {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let target = select_cpu(&t);
     let s = CPUS.get_for(target);
     let mut rq = s.rq.lock();
@@ -613,7 +618,7 @@ pub(crate) fn set_affinity(t: &Arc<ThreadInner>, cpus: CpuSet) -> Result<(), Spa
         // `queued_on` still names it.
         let s = CPUS.get_for(queued_on);
         let taken = {
-            let _irq = ukarch::irq::IrqGuard::new();
+            let _irq = ukplat::irq::IrqGuard::new();
             let mut rq = s.rq.lock();
             let taken = if t.queued_on.load(Ordering::Acquire) == queued_on { rq.take(t) } else { None };
             s.nr_queued.store(rq.queue.len(), Ordering::Relaxed);
@@ -683,7 +688,7 @@ pub(crate) fn exit_current(value: Box<dyn Any + Send>) -> ! {
     crate::tls::destroy(&me);
     *me.result.lock() = Some(value);
     preempt_disable();
-    ukarch::irq::disable();
+    ukplat::irq::disable();
     me.state.set_exited();
     EXITED_COUNT.fetch_add(1, Ordering::Relaxed);
     // Joiners are woken by the switch away (`finish_switch`).
@@ -713,7 +718,7 @@ fn arm_timer(rq: &RunQueue) {
 /// Arms a wake-up of the running thread for wait `seq` at `deadline` (ns)
 /// on this CPU; returns the CPU (for [`cancel_timer`]).
 pub(crate) fn add_timer(me: &Arc<ThreadInner>, deadline: u64, seq: u64) -> CpuIndex {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let here = this_cpu();
     let mut rq = CPUS.get_for(here).rq.lock();
     me.timer_deadline.set(deadline);
@@ -725,16 +730,15 @@ pub(crate) fn add_timer(me: &Arc<ThreadInner>, deadline: u64, seq: u64) -> CpuIn
 
 /// Removes the running thread's timer on CPU `cpu`, if it has not fired.
 pub(crate) fn cancel_timer(me: &ThreadInner, cpu: CpuIndex) {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let mut rq = CPUS.get_for(cpu).rq.lock();
     drop(rq.timers.remove(me));
 }
 
 /// The timer interrupt (both policies): wakes the sleepers that are due,
 /// and under `preempt` ends the running thread's slice.
-fn on_timer(now: uktime::Instant) {
+fn on_timer(now: u64) {
     const BATCH: usize = 16;
-    let now = now.as_nanos();
     let me = this_cpu();
     let s = CPUS.get();
     let mut due: [Option<(Arc<ThreadInner>, u64)>; BATCH] = [const { None }; BATCH];
@@ -793,7 +797,7 @@ fn idle_loop() -> ! {
     let s = CPUS.get();
     let has_work = || s.nr_queued.load(Ordering::SeqCst) > 0;
     loop {
-        ukarch::irq::disable();
+        ukplat::irq::disable();
         qs::report(s);
         hooks::run_idle(me);
         s.idle_entries.fetch_add(1, Ordering::Relaxed);
@@ -817,7 +821,7 @@ fn idle_loop() -> ! {
 fn adopt(current: Arc<ThreadInner>, idle: Arc<ThreadInner>) {
     let me = this_cpu();
     let s = CPUS.get();
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let mut rq = s.rq.lock();
     current.on_cpu.store(true, Ordering::Relaxed);
     current.cpu.store(me, Ordering::Relaxed);
@@ -920,7 +924,7 @@ ukboot::init!(ukboot::priority::LIBRARY, init);
 /// slices would never end.
 #[cfg(target_os = "none")]
 fn main_thread_interruptible() {
-    ukarch::irq::enable();
+    ukplat::irq::enable();
 }
 
 #[cfg(target_os = "none")]

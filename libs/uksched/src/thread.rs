@@ -64,6 +64,10 @@ pub(crate) struct ThreadInner {
     /// at its first FPU instruction (see `fpu.rs`). Touched only by the CPU
     /// running the thread.
     pub(crate) fpu: UnsafeCell<Option<ukarch::fpu::FpuState>>,
+    /// Eager FPU switching: `fpu` holds the state to load when the thread
+    /// runs again (it was not all initial when it switched out). The area
+    /// itself then exists from the thread's creation on.
+    pub(crate) fpu_saved: AtomicBool,
     /// Thread-local values (see `tls.rs`); touched only by the thread.
     pub(crate) tls: UnsafeCell<tls::Table>,
     pub(crate) switches: AtomicU64,
@@ -111,7 +115,8 @@ impl ThreadInner {
             timer_link: Link::new(),
             timer_deadline: Cell::new(u64::MAX),
             timer_seq: Cell::new(0),
-            fpu: UnsafeCell::new(None),
+            fpu: UnsafeCell::new(crate::fpu::area_at_creation()),
+            fpu_saved: AtomicBool::new(false),
             tls: UnsafeCell::new(tls::Table::new()),
             switches: AtomicU64::new(0),
             run_ns: AtomicU64::new(0),
@@ -319,6 +324,28 @@ where
     }
 }
 
+/// Starts `f` on a new thread pinned to CPU `cpu` (affinity
+/// `CpuSet::single(cpu)`), otherwise with the default settings.
+///
+/// # Panics
+/// When the thread cannot be created, e.g. `cpu` is not online (see
+/// [`Builder::spawn`] for the fallible form).
+///
+/// ```no_run
+/// let on_one = uksched::spawn_pinned(1, || uksched::current().cpu());
+/// assert_eq!(on_one.join(), 1);
+/// ```
+pub fn spawn_pinned<F, T>(cpu: ukplat::cpu::CpuIndex, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match Builder::new().affinity(CpuSet::single(cpu)).spawn(f) {
+        Ok(handle) => handle,
+        Err(e) => panic!("uksched::spawn_pinned: cannot spawn a thread on CPU {cpu}: {e}"),
+    }
+}
+
 /// Owns the right to join a thread. Dropping it detaches the thread (it
 /// runs on; its exit value is dropped when it finishes).
 pub struct JoinHandle<T> {
@@ -429,7 +456,7 @@ pub fn exit<T: Send + 'static>(value: T) -> ! {
 /// preemption counter at 1 (the switch's).
 pub(crate) extern "C" fn thread_start(me: *const ThreadInner) -> ! {
     sched::finish_switch();
-    ukarch::irq::enable();
+    ukplat::irq::enable();
     ukplat::cpu::preempt_enable();
     // SAFETY: the run queue that switched to us holds a reference (as
     // `current`) for as long as we run.

@@ -21,7 +21,7 @@ uktest::test_case!(every_cpu_is_online);
 
 fn run_on_runs_on_the_named_cpu() -> TestResult {
     for cpu in 0..cpu_count() {
-        let (ran_on, interrupts) = run_on(cpu, || (this_cpu(), ukarch::irq::enabled()));
+        let (ran_on, interrupts) = run_on(cpu, || (this_cpu(), ukplat::irq::enabled()));
         ut_assert_eq!(ran_on, cpu);
         ut_assert!(!interrupts, "a call ran with interrupts enabled on CPU {}", cpu);
     }

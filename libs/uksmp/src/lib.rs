@@ -68,8 +68,8 @@
 //! It must not block. A call that has not completed after `uksmp.call_timeout_ms`
 //! panics, naming the CPU, instead of hanging the machine.
 //!
-//! **Needs:** `ukarch`, `ukplat` (CPUs, vectors, the secondaries' release),
-//! `ukboot` (init), `apic` (IPIs), `uktime` (the call timeout), `ukalloc`
+//! **Needs:** `ukarch`, `ukplat` (CPUs, vectors, IPIs, the secondaries' release),
+//! `ukboot` (init), `uktime` (the call timeout), `ukalloc`
 //! (the non-waiting calls box their closure; `run_on_all` collects results
 //! in a `Vec`).
 //!
@@ -98,6 +98,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering
 use core::time::Duration;
 use ukplat::cpu::{CpuIndex, PreemptGuard, this_cpu};
 use ukplat::irq::{self, TrapFrame, vector};
+use ukplat::slot::FnSlot;
 
 /// The header of every call descriptor (the first field of [`Call`]).
 #[repr(C)]
@@ -259,8 +260,7 @@ fn on_call_ipi(_frame: &mut TrapFrame) {
 /// Queues `call` on `cpu` and sends the IPI when needed.
 fn enqueue(cpu: CpuIndex, call: *const Header) {
     if QUEUE.get_for(cpu).push(call) {
-        let apic_id = ukplat::cpu::local(cpu).apic_id();
-        apic::ipi::send_vector(apic::ipi::Destination::Apic(apic_id), vector::CALL);
+        ukplat::ipi::send(cpu, vector::CALL);
     }
 }
 
@@ -280,7 +280,7 @@ fn wait(done: &AtomicBool, cpu: CpuIndex, _stay: &PreemptGuard) {
     let mut spins = 0u32;
     while !done.load(Ordering::Acquire) {
         if !QUEUE.get().head.load(Ordering::Relaxed).is_null() {
-            let _irq = ukarch::irq::IrqGuard::new();
+            let _irq = ukplat::irq::IrqGuard::new();
             drain_this_cpu();
         }
         ukarch::barrier::spin_hint();
@@ -301,7 +301,7 @@ pub fn run_on<R: Send>(cpu: CpuIndex, f: impl FnOnce() -> R + Send) -> R {
     // Migration-safe: on this CPU from the comparison to the end of the wait.
     let stay = PreemptGuard::new();
     if cpu == this_cpu() {
-        let _irq = ukarch::irq::IrqGuard::new();
+        let _irq = ukplat::irq::IrqGuard::new();
         return f();
     }
     let call = Call::new(f, false);
@@ -337,10 +337,10 @@ pub fn run_on_all<R: Send>(f: impl Fn(CpuIndex) -> R + Sync) -> Vec<R> {
     if need_ipi {
         // One broadcast instead of one IPI per CPU; a CPU whose queue was
         // already non-empty just finds nothing more to do.
-        apic::ipi::send_vector(apic::ipi::Destination::AllButSelf, vector::CALL);
+        ukplat::ipi::send_all_others(vector::CALL);
     }
     let own = {
-        let _irq = ukarch::irq::IrqGuard::new();
+        let _irq = ukplat::irq::IrqGuard::new();
         f(me)
     };
     for (cpu, call) in calls.iter().enumerate() {
@@ -373,7 +373,7 @@ pub fn run_on_nowait(cpu: CpuIndex, f: impl FnOnce() + Send + 'static) {
     // Migration-safe: a call for this CPU runs here, not on the next one.
     let _stay = PreemptGuard::new();
     if cpu == this_cpu() {
-        let _irq = ukarch::irq::IrqGuard::new();
+        let _irq = ukplat::irq::IrqGuard::new();
         f();
         return;
     }
@@ -394,7 +394,7 @@ pub fn run_on_all_nowait(f: impl Fn(CpuIndex) + Send + Sync + 'static) {
         let f = Arc::clone(&f);
         run_on_nowait(cpu, move || f(cpu));
     }
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     f(me);
 }
 
@@ -418,8 +418,7 @@ pub fn wake(cpu: CpuIndex) {
 /// preemption point (`ukplat::cpu::request_resched` first, to make it
 /// switch). The interrupt's handler only acknowledges it.
 pub fn kick(cpu: CpuIndex) {
-    let apic_id = ukplat::cpu::local(cpu).apic_id();
-    apic::ipi::send_vector(apic::ipi::Destination::Apic(apic_id), vector::WAKEUP);
+    ukplat::ipi::send(cpu, vector::WAKEUP);
 }
 
 /// Whether CPU `cpu` is halted in its idle loop.
@@ -441,16 +440,15 @@ pub fn idle_halt(has_work: impl FnOnce() -> bool) {
     let idle = IDLE.get();
     idle.store(true, Ordering::SeqCst);
     if !has_work() {
-        ukarch::irq::enable_and_halt();
-        ukarch::irq::disable();
+        ukplat::irq::enable_and_halt();
+        ukplat::irq::disable();
         WAKEUPS.get().fetch_add(1, Ordering::Relaxed);
     }
     idle.store(false, Ordering::Relaxed);
 }
 
-/// What the idle loops become once a scheduler takes the CPUs over (a
-/// `fn() -> !`), or null.
-static TAKEOVER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// What the idle loops become once a scheduler takes the CPUs over.
+static TAKEOVER: FnSlot<fn() -> !> = FnSlot::new();
 
 /// Hands every CPU's idle loop to `entry`: each CPU halted in
 /// [`idle_loop`] calls it (with interrupts disabled) at its next wake-up,
@@ -458,7 +456,7 @@ static TAKEOVER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// that CPU's idle thread. Call [`wake`] (or broadcast the wake-up IPI)
 /// afterwards to make the halted CPUs notice.
 pub fn set_idle_takeover(entry: fn() -> !) {
-    TAKEOVER.store(entry as *mut (), Ordering::Release);
+    TAKEOVER.store(entry);
 }
 
 /// The idle loop: halts with interrupts enabled until an interrupt (a
@@ -467,15 +465,11 @@ pub fn set_idle_takeover(entry: fn() -> !) {
 /// [`set_idle_takeover`], the loop jumps into it instead.
 pub fn idle_loop() -> ! {
     loop {
-        ukarch::irq::disable();
-        let takeover = TAKEOVER.load(Ordering::Acquire);
-        if !takeover.is_null() {
-            // SAFETY: only `set_idle_takeover` stores here, always a
-            // `fn() -> !`; fn and data pointers have the same size on x86_64.
-            let entry = unsafe { core::mem::transmute::<*mut (), fn() -> !>(takeover) };
+        ukplat::irq::disable();
+        if let Some(entry) = TAKEOVER.load() {
             entry();
         }
-        idle_halt(|| !TAKEOVER.load(Ordering::Acquire).is_null());
+        idle_halt(|| TAKEOVER.is_set());
     }
 }
 
@@ -501,7 +495,7 @@ fn init() {
     let n = cpu_count();
     if n > 1 {
         ukplat::cpu::release_secondaries(secondary_main);
-        apic::ipi::send_vector(apic::ipi::Destination::AllButSelf, vector::WAKEUP);
+        ukplat::ipi::send_all_others(vector::WAKEUP);
         let limit = Duration::from_millis(ukconfig::uksmp::CALL_TIMEOUT_MS as u64);
         let deadline = uktime::now() + limit;
         while online_count() < n {

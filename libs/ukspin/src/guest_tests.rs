@@ -149,17 +149,17 @@ test_case!(rwlock_readers_share_writers_exclude);
 /// Runs `f` with interrupts enabled (`on`) or disabled before it, and puts
 /// the previous state back.
 fn with_interrupts(on: bool, f: impl FnOnce() -> TestResult) -> TestResult {
-    let was = ukarch::irq::enabled();
+    let was = ukplat::irq::enabled();
     if on {
-        ukarch::irq::enable();
+        ukplat::irq::enable();
     } else {
-        ukarch::irq::disable();
+        ukplat::irq::disable();
     }
     let result = f();
     if was {
-        ukarch::irq::enable();
+        ukplat::irq::enable();
     } else {
-        ukarch::irq::disable();
+        ukplat::irq::disable();
     }
     result
 }
@@ -171,26 +171,26 @@ fn irqsave_disables_and_restores_enabled() -> TestResult {
         {
             let mut g = SHARED.lock();
             *g += 1;
-            ut_assert!(!ukarch::irq::enabled(), "interrupts off while held");
+            ut_assert!(!ukplat::irq::enabled(), "interrupts off while held");
             ut_assert_eq!(preempt_count(), base + 1);
         }
-        ut_assert!(ukarch::irq::enabled(), "interrupts back on after release");
+        ut_assert!(ukplat::irq::enabled(), "interrupts back on after release");
         ut_assert_eq!(preempt_count(), base);
         // Nested, released out of order: on again only after the last.
         let other = lock_api::Mutex::<IrqSave<RawMcsLock>, ()>::new(());
         let (ga, gb) = (SHARED.lock(), other.lock());
         ut_assert_eq!(irq::depth(), 2);
         drop(ga);
-        ut_assert!(!ukarch::irq::enabled(), "still off: one irqsave lock held");
+        ut_assert!(!ukplat::irq::enabled(), "still off: one irqsave lock held");
         drop(gb);
-        ut_assert!(ukarch::irq::enabled());
+        ut_assert!(ukplat::irq::enabled());
         ut_assert_eq!(irq::depth(), 0);
         // A failed try_lock restores at once.
         let g = SHARED.lock();
         ut_assert!(SHARED.try_lock().is_none());
-        ut_assert!(!ukarch::irq::enabled());
+        ut_assert!(!ukplat::irq::enabled());
         drop(g);
-        ut_assert!(ukarch::irq::enabled());
+        ut_assert!(ukplat::irq::enabled());
         Ok(())
     })
 }
@@ -201,9 +201,9 @@ fn irqsave_keeps_disabled_disabled() -> TestResult {
     with_interrupts(false, || {
         {
             let _g = SHARED.lock();
-            ut_assert!(!ukarch::irq::enabled());
+            ut_assert!(!ukplat::irq::enabled());
         }
-        ut_assert!(!ukarch::irq::enabled(), "were disabled before: stay disabled");
+        ut_assert!(!ukplat::irq::enabled(), "were disabled before: stay disabled");
         Ok(())
     })
 }
@@ -214,22 +214,22 @@ fn irqsave_rwlock() -> TestResult {
     with_interrupts(true, || {
         {
             let (r1, r2) = (TABLE.read(), TABLE.read());
-            ut_assert!(!ukarch::irq::enabled());
+            ut_assert!(!ukplat::irq::enabled());
             ut_assert!(TABLE.try_write().is_none());
             drop(r1);
-            ut_assert!(!ukarch::irq::enabled(), "a reader still holds it");
+            ut_assert!(!ukplat::irq::enabled(), "a reader still holds it");
             drop(r2);
         }
-        ut_assert!(ukarch::irq::enabled());
+        ut_assert!(ukplat::irq::enabled());
         TABLE.write()[1] = 3;
-        ut_assert!(ukarch::irq::enabled());
+        ut_assert!(ukplat::irq::enabled());
         ut_assert_eq!(TABLE.read()[1], 3);
         Ok(())
     })?;
     with_interrupts(false, || {
         drop(TABLE.write());
         drop(TABLE.read());
-        ut_assert!(!ukarch::irq::enabled());
+        ut_assert!(!ukplat::irq::enabled());
         Ok(())
     })
 }

@@ -21,7 +21,7 @@
 //! per thread (it starts enabled): [`enabled`], [`push_off`] and [`pop_off`]
 //! behave as in the guest against that flag, which lets the host tests check
 //! the nesting logic. In the guest they use RFLAGS.IF through
-//! [`ukarch::irq`].
+//! [`ukplat::irq`].
 
 /// Whether interrupts are enabled on this CPU (host: the simulated flag of
 /// this thread).
@@ -115,12 +115,12 @@ mod imp {
 
     #[inline(always)]
     pub(super) fn enabled() -> bool {
-        ukarch::irq::enabled()
+        ukplat::irq::enabled()
     }
 
     #[inline(always)]
     pub(super) fn push_off() {
-        let was = ukarch::irq::save();
+        let was = ukplat::irq::save();
         // Interrupts are off: this CPU is ours until `pop_off`.
         let nesting = NESTING.get();
         let depth = nesting.depth.load(Ordering::Relaxed);
@@ -139,7 +139,7 @@ mod imp {
         }
         nesting.depth.store(depth - 1, Ordering::Relaxed);
         if depth == 1 && nesting.was_enabled.load(Ordering::Relaxed) {
-            ukarch::irq::enable();
+            ukplat::irq::enable();
         }
     }
 

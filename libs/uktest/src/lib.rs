@@ -339,6 +339,21 @@ pub fn require_cpus(n: usize, what: &str) -> TestResult {
     Ok(())
 }
 
+/// `fast` where the CPU runs instructions natively or translated (bare
+/// metal, a process on the linuxu platform, QEMU's TCG), `emulated` where
+/// the hypervisor emulates them one by one (this project's PVM-backed KVM,
+/// ~2 µs per instruction: `ukarch::fpu::config().emulated`). For the
+/// iteration counts of stress tests, which must be long enough to make
+/// threads meet and short enough to finish.
+///
+/// ```no_run
+/// let rounds = uktest::scaled(20_000, 2_000);
+/// # let _ = rounds;
+/// ```
+pub fn scaled(fast: u64, emulated: u64) -> u64 {
+    if ukarch::fpu::config().emulated { emulated } else { fast }
+}
+
 /// Runs every registered test with the filter and `fail_fast` from the
 /// configuration (`uktest.filter=TEXT` on the command line overrides the
 /// configured filter; both are comma-separated lists, see [`selects`]),

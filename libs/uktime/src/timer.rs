@@ -1,22 +1,26 @@
-//! Per-CPU timer events on the local APIC timer.
+//! Per-CPU timer events on the platform's timer (`ukplat::timer`; the
+//! local APIC timer on kvm).
 //!
 //! Each CPU has at most one pending event: a one-shot deadline
 //! ([`arm_at`], [`arm_after`]) or a periodic tick ([`start_periodic`]).
 //! When it fires, the handler registered with [`set_handler`] runs on that
 //! CPU, in interrupt context (interrupts disabled, no blocking), with the
-//! current time. One handler serves every CPU: the scheduler's.
+//! current time in nanoseconds ([`Handler`]). One handler serves every CPU:
+//! the scheduler's.
 //!
-//! Hardware: in TSC-deadline mode (option `event_timer`, `auto` when CPUID
-//! offers it) arming is one MSR write of the deadline's TSC value and the
-//! interrupt never comes early; in one-shot mode the countdown is computed
-//! from the calibrated APIC timer rate, and a deadline further away than
-//! the 32-bit counter reaches is re-armed on each interrupt until it is
-//! due. Either way the handler never sees an event before its deadline.
+//! Hardware: the platform arms its timer for the deadline's counter value
+//! and may fire early (on kvm: never in TSC-deadline mode; in one-shot
+//! mode, when a deadline is further away than the APIC timer's 32-bit
+//! counter reaches, or by a rounding error; `platform.event_timer` chooses).
+//! The interrupt handler here compares the counter with the deadline and
+//! arms again until it is due, so the handler never sees an event before
+//! its deadline. [`name`] says which timer runs, [`tick_hz`] its rate.
 //!
 //! ```no_run
 //! use core::time::Duration;
-//! fn on_event(now: uktime::Instant) {
+//! fn on_event(now_ns: u64) {
 //!     // interrupt context: e.g. wake a thread, or preempt
+//!     let now = uktime::Instant::from_nanos(now_ns);
 //!     let _ = now;
 //! }
 //! uktime::timer::set_handler(on_event);
@@ -24,121 +28,101 @@
 //! ```
 
 use crate::Instant;
-use apic::timer::{self as hw, Divide};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::time::Duration;
 use ukplat::irq::{self, TrapFrame, vector};
+use ukplat::once::Once;
+use ukplat::slot::FnSlot;
+pub use ukplat::timer::{Period, TimerError, TimerInfo};
 
-/// What a fired event calls: interrupt context, on the CPU that armed it.
-pub type Handler = fn(now: Instant);
-
-/// The hardware mode behind events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventMode {
-    /// IA32_TSC_DEADLINE.
-    TscDeadline,
-    /// One-shot countdown of the APIC timer.
-    OneShot,
-}
+/// What a fired event calls: interrupt context, on the CPU that armed it,
+/// with the current time as nanoseconds since boot ([`Instant::as_nanos`];
+/// [`Instant::from_nanos`] turns it back).
+///
+/// (A `u64` rather than an [`Instant`]: the handler lives in a
+/// [`ukplat::slot::FnSlot`], which holds the function-pointer shapes
+/// `ukplat` can name, and `fn(u64)` is one of them.)
+pub type Handler = fn(now_ns: u64);
 
 /// No deadline armed.
 const NONE: u64 = u64::MAX;
-/// What this CPU's LVT timer is programmed for.
-const LVT_UNSET: u8 = 0;
-const LVT_DEADLINE: u8 = 1;
-const LVT_ONESHOT: u8 = 2;
-const LVT_PERIODIC: u8 = 3;
 
 ukplat::per_cpu! {
     /// This CPU's pending deadline (ns), or NONE.
     static DEADLINE: AtomicU64 = AtomicU64::new(NONE);
-    /// Mode of this CPU's LVT timer entry.
-    static LVT: AtomicU8 = AtomicU8::new(LVT_UNSET);
+    /// Whether this CPU runs a periodic tick.
+    static PERIODIC: AtomicBool = AtomicBool::new(false);
     /// Events delivered on this CPU (handler calls).
     static FIRED: AtomicU64 = AtomicU64::new(0);
 }
 
-static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
-/// 1: TSC-deadline, 2: one-shot (0 before init).
-static MODE: AtomicU8 = AtomicU8::new(0);
+static HANDLER: FnSlot<Handler> = FnSlot::new();
+/// The platform's timer, once the init chose it.
+static INFO: Once<TimerInfo> = Once::new();
 
 /// Registers the handler every CPU's events call (the last registration
 /// wins).
 pub fn set_handler(handler: Handler) {
-    HANDLER.store(handler as *mut (), Ordering::Release);
+    HANDLER.store(handler);
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code, reason = "installed by the guest-only init"))]
 fn handler() -> Option<Handler> {
-    let raw = HANDLER.load(Ordering::Acquire);
-    // SAFETY: only `set_handler` stores here, always a `Handler`; fn and
-    // data pointers have the same size on x86_64.
-    (!raw.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), Handler>(raw) })
+    HANDLER.load()
 }
 
-/// The hardware mode in use.
+fn info() -> &'static TimerInfo {
+    INFO.get().expect("uktime::timer used before uktime's init")
+}
+
+/// The platform's timer, for reports (on kvm `"local APIC timer,
+/// TSC-deadline mode"` or `"local APIC timer, one-shot mode"`).
 ///
 /// # Panics
 /// Before the library's init ran.
-pub fn mode() -> EventMode {
-    match MODE.load(Ordering::Relaxed) {
-        1 => EventMode::TscDeadline,
-        2 => EventMode::OneShot,
-        _ => panic!("uktime::timer used before uktime's init"),
-    }
+pub fn name() -> &'static str {
+    info().name
 }
 
-/// Decides the mode from the option and CPUID, and installs the interrupt
-/// handler.
+/// The rate the platform's timer counts periods in, Hz (on kvm the APIC
+/// timer's at divide-by-1, measured against the TSC).
 ///
 /// # Panics
-/// When `event_timer = "tsc-deadline"` but the CPU lacks it.
+/// Before the library's init ran.
+pub fn tick_hz() -> u64 {
+    info().tick_hz
+}
+
+/// Has the platform choose its timer, and installs the interrupt handler.
+///
+/// # Panics
+/// When the configured timer is missing (kvm: `platform.event_timer =
+/// "tsc-deadline"` on a CPU without it).
 #[cfg_attr(not(target_os = "none"), allow(dead_code, reason = "installed by the guest-only init"))]
 pub(crate) fn init() {
-    use ukconfig::uktime::EventTimer;
-    let deadline = hw::has_tsc_deadline();
-    let mode = match ukconfig::uktime::EVENT_TIMER {
-        EventTimer::Auto if deadline => EventMode::TscDeadline,
-        EventTimer::Auto | EventTimer::Oneshot => EventMode::OneShot,
-        EventTimer::TscDeadline if deadline => EventMode::TscDeadline,
-        EventTimer::TscDeadline => panic!(
-            "uktime: event_timer = \"tsc-deadline\" but this CPU has no TSC-deadline timer \
-             (CPUID.1:ECX[24] = 0); use \"auto\" or \"oneshot\""
-        ),
-    };
-    MODE.store(if mode == EventMode::TscDeadline { 1 } else { 2 }, Ordering::Relaxed);
+    match ukplat::timer::init() {
+        Ok(info) => {
+            INFO.call_once(|| info);
+        }
+        Err(e) => panic!("uktime: cannot use the timer: {e}"),
+    }
     if let Err(e) = irq::register(vector::TIMER, on_interrupt) {
         panic!("uktime: cannot install the timer interrupt: {e}");
     }
 }
 
-/// Programs this CPU's hardware for `deadline` (interrupts disabled).
+/// Arms this CPU's timer for `deadline` ns (interrupts disabled).
 fn program(deadline: u64) {
-    let lvt = LVT.get();
-    match mode() {
-        EventMode::TscDeadline => {
-            if lvt.load(Ordering::Relaxed) != LVT_DEADLINE {
-                hw::enter_tsc_deadline_mode(vector::TIMER);
-                lvt.store(LVT_DEADLINE, Ordering::Relaxed);
-            }
-            hw::set_tsc_deadline(crate::tsc_of_instant(Instant::from_nanos(deadline)).max(1));
-        }
-        EventMode::OneShot => {
-            let left = deadline.saturating_sub(crate::now().as_nanos());
-            let ticks = (u128::from(left) * u128::from(crate::apic_timer_hz())).div_ceil(1_000_000_000);
-            let ticks = u32::try_from(ticks).unwrap_or(u32::MAX).max(1);
-            hw::oneshot(vector::TIMER, ticks, Divide::By1);
-            lvt.store(LVT_ONESHOT, Ordering::Relaxed);
-        }
-    }
+    ukplat::timer::arm(crate::counter_of_instant(Instant::from_nanos(deadline)));
 }
 
 /// Arms this CPU's event for `deadline`, replacing any pending one (and
 /// stopping a periodic tick). A deadline in the past fires at once.
 pub fn arm_at(deadline: Instant) {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     let ns = deadline.as_nanos().min(NONE - 1);
     DEADLINE.get().store(ns, Ordering::Relaxed);
+    PERIODIC.get().store(false, Ordering::Relaxed);
     program(ns);
 }
 
@@ -149,10 +133,10 @@ pub fn arm_after(d: Duration) {
 
 /// Cancels this CPU's pending event or periodic tick.
 pub fn disarm() {
-    let _irq = ukarch::irq::IrqGuard::new();
+    let _irq = ukplat::irq::IrqGuard::new();
     DEADLINE.get().store(NONE, Ordering::Relaxed);
-    hw::stop();
-    LVT.get().store(LVT_UNSET, Ordering::Relaxed);
+    PERIODIC.get().store(false, Ordering::Relaxed);
+    ukplat::timer::stop();
 }
 
 /// This CPU's pending deadline, if any.
@@ -161,40 +145,20 @@ pub fn pending() -> Option<Instant> {
     (ns != NONE).then_some(Instant::from_nanos(ns))
 }
 
-/// Why a periodic tick cannot be started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeriodicError {
-    /// The rate is 0 or so high that the period is under one APIC tick.
-    BadRate(u32),
-}
-
-impl core::fmt::Display for PeriodicError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::BadRate(hz) => write!(
-                f,
-                "a {hz} Hz tick is outside what the {} Hz APIC timer can count",
-                crate::apic_timer_hz()
-            ),
-        }
-    }
-}
-
-/// Starts a periodic tick at `hz` on this CPU (the APIC timer's periodic
-/// mode; replaces any one-shot event). Every tick calls the handler.
+/// Starts a periodic tick at `hz` on this CPU (replaces any one-shot
+/// event). Every tick calls the handler. Returns the period the hardware
+/// was programmed with, as the platform reads it back: a test can check it
+/// against `1 / hz` ([`Period::is_within_a_tick_of`]).
 ///
 /// # Errors
-/// [`PeriodicError::BadRate`] for 0 or a period below one APIC tick or
-/// above what the 32-bit counter holds.
-pub fn start_periodic(hz: u32) -> Result<(), PeriodicError> {
-    let apic_hz = crate::apic_timer_hz();
-    let period = if hz == 0 { 0 } else { apic_hz / u64::from(hz) };
-    let period = u32::try_from(period).ok().filter(|&p| p > 0).ok_or(PeriodicError::BadRate(hz))?;
-    let _irq = ukarch::irq::IrqGuard::new();
+/// [`TimerError::BadRate`] for 0 or a period the timer cannot count (on
+/// kvm: under one APIC tick or over its 32-bit counter).
+pub fn start_periodic(hz: u32) -> Result<Period, TimerError> {
+    let _irq = ukplat::irq::IrqGuard::new();
+    let period = ukplat::timer::periodic(hz)?;
     DEADLINE.get().store(NONE, Ordering::Relaxed);
-    LVT.get().store(LVT_PERIODIC, Ordering::Relaxed);
-    hw::periodic(vector::TIMER, period, Divide::By1);
-    Ok(())
+    PERIODIC.get().store(true, Ordering::Relaxed);
+    Ok(period)
 }
 
 /// Whether `ticks` periodic interrupts are a plausible delivery of
@@ -204,7 +168,7 @@ pub fn start_periodic(hz: u32) -> Result<(), PeriodicError> {
 /// that fall due while the vCPU is off its host CPU merge: a loaded host
 /// loses ticks (the build machines have lost up to a quarter for seconds),
 /// it never adds any. Checks of the rate itself compare the programmed
-/// period (`apic::timer::initial_count`) with `apic_timer_hz / hz`.
+/// period ([`start_periodic`]'s result) with `1 / hz`.
 ///
 /// ```
 /// use uktime::timer::plausible_periodic_delivery as ok;
@@ -223,24 +187,24 @@ pub fn fired_on(cpu: ukplat::cpu::CpuIndex) -> u64 {
 #[cfg_attr(not(target_os = "none"), allow(dead_code, reason = "installed by the guest-only init"))]
 fn on_interrupt(_frame: &mut TrapFrame) {
     irq::eoi();
-    // Compare in TSC cycles: the deadline's TSC value is what the hardware
-    // was armed with, and a round trip through nanoseconds could fall a
-    // nanosecond short of it.
-    let tsc = ukarch::tsc::read_ordered();
-    let now = crate::instant_of_tsc(tsc);
-    let fired_at = if LVT.get().load(Ordering::Relaxed) == LVT_PERIODIC {
+    // Compare in counter ticks: the deadline's counter value is what the
+    // timer was armed with, and a round trip through nanoseconds could fall
+    // a nanosecond short of it.
+    let counter = ukplat::clock::read_ordered();
+    let now = crate::instant_of_counter(counter);
+    let fired_at = if PERIODIC.get().load(Ordering::Relaxed) {
         Some(now)
     } else {
         let deadline = DEADLINE.get();
         match deadline.load(Ordering::Relaxed) {
             // Disarmed after the interrupt was raised.
             NONE => None,
-            due if tsc >= crate::tsc_of_instant(Instant::from_nanos(due)) => {
+            due if counter >= crate::counter_of_instant(Instant::from_nanos(due)) => {
                 deadline.store(NONE, Ordering::Relaxed);
                 Some(now.max(Instant::from_nanos(due)))
             }
-            // A one-shot countdown capped at u32::MAX ticks, or one that
-            // ended a rounding error early: go on.
+            // Early (kvm: a one-shot countdown capped at u32::MAX ticks,
+            // or one that ended a rounding error early): go on.
             not_yet => {
                 program(not_yet);
                 None
@@ -250,7 +214,7 @@ fn on_interrupt(_frame: &mut TrapFrame) {
     if let Some(now) = fired_at {
         FIRED.get().fetch_add(1, Ordering::Relaxed);
         if let Some(handler) = handler() {
-            handler(now);
+            handler(now.as_nanos());
         }
     }
 }

@@ -252,7 +252,13 @@ impl GuardedStack {
         let allocation = {
             let mut state = STATE.lock();
             let State { pool, tables } = &mut *state;
-            pool.allocate(&LAYOUT, size, &MAPPED, &mut paging::KernelBacking::new(tables))?
+            // Host builds take the page-table path, which fails at once:
+            // they have no heap.
+            if cfg!(not(target_os = "none")) || ukplat::vmem::page_tables().is_some() {
+                pool.allocate(&LAYOUT, size, &MAPPED, &mut paging::KernelBacking::new(tables))?
+            } else {
+                pool.allocate(&LAYOUT, size, &MAPPED, &mut paging::HostBacking)?
+            }
         };
         let stack = Self { slot: allocation.slot, pages: allocation.pages };
         if allocation.reused_pages > 0 {
@@ -318,7 +324,7 @@ pub fn guard_page_at(addr: usize) -> Option<Range<usize>> {
 /// it is not mapped or not canonical. Always `None` on the host, which has
 /// no page tables of ours.
 pub fn translate(addr: usize) -> Option<usize> {
-    if cfg!(not(target_os = "none")) {
+    if cfg!(not(target_os = "none")) || ukplat::vmem::page_tables().is_none() {
         return None;
     }
     let _state = STATE.lock();
@@ -329,23 +335,38 @@ pub fn translate(addr: usize) -> Option<usize> {
 /// (the image, the heap, every page table) at boot.
 const IDENTITY_MAPPED: u64 = 4 << 30;
 
-/// Whether `addr` can be read without a fault: RAM of the boot memory map
-/// inside the identity map (answered without a lock: the image, statics,
-/// the heap), or else an address the running page tables map (a thread
-/// stack in the stack area; [`translate`], under this crate's lock). Page
-/// 0 never is. For system calls that must answer `EFAULT` rather than
-/// fault (`posix-futex`).
+/// Whether `addr` can be read without a fault. Answered without a lock
+/// for the image and the RAM of the boot memory map (the statics, the
+/// heap; on a platform with page tables of ours only inside the 4 GiB
+/// identity map). Otherwise, with page tables of ours (kvm), an address
+/// the running tables map ([`translate`], under this crate's lock); on a
+/// host-mapped platform (linuxu), a page of a stack in the stack area
+/// (this crate's bookkeeping), or else whatever the host says (a system
+/// call: the boot CPU's stack, for instance). Page 0 never is. For system
+/// calls that must answer `EFAULT` rather than fault (`posix-futex`).
 pub fn is_mapped(addr: usize) -> bool {
     if addr < PAGE_SIZE {
         return false;
     }
     let a = addr as u64;
-    let in_ram = a < IDENTITY_MAPPED
-        && ukplat::boot_info()
+    let own_tables = ukplat::vmem::page_tables().is_some();
+    let info = ukplat::boot_info();
+    let in_ram = (a < IDENTITY_MAPPED || !own_tables)
+        && info
             .memory_map
             .iter()
             .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
-    in_ram || translate(addr).is_some()
+    if in_ram || (info.image.start <= a && a < info.image.end) {
+        return true;
+    }
+    if own_tables {
+        translate(addr).is_some()
+    } else if AREA.contains(&addr) {
+        // The host maps the stack area only where this crate asked it to.
+        pool::is_mapped(&LAYOUT, &MAPPED, addr)
+    } else {
+        ukplat::vmem::readable(addr)
+    }
 }
 
 /// What the stack area holds.

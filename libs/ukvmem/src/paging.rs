@@ -90,18 +90,14 @@ fn identity_mapped(ptr: NonNull<u8>, len: usize, what: &str) -> usize {
     addr
 }
 
-/// The running PML4 (CR3).
-#[cfg(target_os = "none")]
+/// The running PML4, as the platform reports it.
+///
+/// # Panics
+/// On a platform whose host maps memory (it has no page tables of ours:
+/// [`HostBacking`] serves it instead).
 fn pml4() -> *mut PageTable {
-    const ADDRESS_BITS: u64 = 0x000f_ffff_ffff_f000;
-    core::ptr::with_exposed_provenance_mut((ukarch::regs::cr3() & ADDRESS_BITS) as usize)
-}
-
-/// The host has no page tables of ours (nothing calls this there: no heap
-/// allocation succeeds and [`crate::translate`] returns early).
-#[cfg(not(target_os = "none"))]
-fn pml4() -> *mut PageTable {
-    panic!("ukvmem: the host has no kernel page tables")
+    let root = ukplat::vmem::page_tables().expect("ukvmem: the platform has no page tables of the image's");
+    core::ptr::with_exposed_provenance_mut(root as usize)
 }
 
 /// The running page tables.
@@ -116,8 +112,8 @@ unsafe fn kernel_tables<'a>() -> OffsetPageTable<'a> {
     unsafe { OffsetPageTable::new(&mut *pml4(), VirtAddr::new(0)) }
 }
 
-/// Maps stack pages into the kernel page tables: the [`Backing`] of the
-/// guest.
+/// Maps stack pages into the kernel page tables: the [`Backing`] of a
+/// platform whose image manages its page tables (kvm).
 pub struct KernelBacking<'a> {
     tables: &'a mut TableReserve,
 }
@@ -184,4 +180,16 @@ pub fn translate(addr: usize) -> Option<usize> {
     // SAFETY: the caller holds the lock (and this only reads).
     let tables = unsafe { kernel_tables() };
     tables.translate_addr(addr).map(|phys| phys.as_u64() as usize)
+}
+
+/// Maps stack pages through the host: the [`Backing`] of a platform whose
+/// host maps memory (linuxu: `mmap` at the slot's address). The host's
+/// memory is not the heap's, so a failure reports the heap as untouched.
+pub struct HostBacking;
+
+impl Backing for HostBacking {
+    fn map(&mut self, range: Range<usize>) -> Result<(), MapFailure> {
+        let bytes = range.len();
+        ukplat::vmem::map(range.start, bytes).map_err(|_| MapFailure { needed: bytes, free: 0 })
+    }
 }

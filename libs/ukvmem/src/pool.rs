@@ -158,6 +158,14 @@ pub fn guard_lookup(layout: &Layout, mapped: &[AtomicU16], addr: usize) -> Optio
     layout.unmapped_below(slot, pages).contains(&addr).then(|| layout.stack(slot, pages))
 }
 
+/// Whether `addr` lies in the mapped pages of a slot (a live or cached
+/// stack). Lock-free, like [`guard_lookup`].
+pub fn is_mapped(layout: &Layout, mapped: &[AtomicU16], addr: usize) -> bool {
+    let Some(slot) = layout.slot_of(addr) else { return false };
+    let pages = mapped.get(slot).map_or(0, |m| usize::from(m.load(Ordering::Acquire)));
+    pages != 0 && layout.stack(slot, pages).contains(&addr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +319,20 @@ mod tests {
         // A cached stack keeps its guard page.
         pool.release(b.slot, b.pages);
         assert_eq!(lookup(sb.start - 8), Some(sb));
+    }
+
+    #[test]
+    fn mapped_pages_are_found_without_the_pool() {
+        let (mut pool, m, mut r) = (TestPool::new(), mapped(), Recorder::default());
+        let a = pool.allocate(&LAYOUT, 2 * PAGE_SIZE, &m, &mut r).unwrap();
+        let sa = LAYOUT.stack(a.slot, 2);
+        let mapped_at = |addr| is_mapped(&LAYOUT, &m, addr);
+        assert!(mapped_at(sa.start) && mapped_at(sa.end - 1));
+        assert!(!mapped_at(sa.start - 1), "the guard page");
+        assert!(!mapped_at(sa.end), "the next slot, unused");
+        assert!(!mapped_at(BASE - 1) && !mapped_at(LAYOUT.area().end));
+        // A cached stack stays mapped.
+        pool.release(a.slot, a.pages);
+        assert!(mapped_at(sa.start));
     }
 }

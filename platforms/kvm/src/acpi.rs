@@ -9,8 +9,10 @@
 //! of the first 4 GiB, so mapping is the identity ([`IdentityMapped`]).
 //!
 //! The decoding into ukrs's own types is a pure function over
-//! [`FirmwareEntry`] values ([`Madt::collect`]), host-tested without any
-//! table.
+//! [`FirmwareEntry`] values ([`Madt::add`], [`Madt::collect`]), host-tested
+//! without any table. `read` builds its result in place, in a static: the
+//! [`Firmware`] is 4 KiB (room for 256 CPUs), and every move of it would
+//! cost an instruction per 8 bytes.
 
 use ukplat::PmTimer;
 use ukplat::cpu::CpuDesc;
@@ -75,6 +77,63 @@ pub struct Madt {
 }
 
 impl Madt {
+    /// No entries yet; the table's 32-bit local APIC address and flags.
+    pub const fn new(local_apic_address: u32, flags: u32) -> Self {
+        const NO_CPU: CpuDesc = CpuDesc { apic_id: 0, acpi_uid: 0, online_tsc: 0 };
+        const NO_IO_APIC: IoApicDesc = IoApicDesc { id: 0, address: 0, gsi_base: 0 };
+        const NO_OVERRIDE: IsaOverride =
+            IsaOverride { isa_irq: 0, gsi: 0, active_low: false, level_triggered: false };
+        let mut madt = Self {
+            cpus: [NO_CPU; MAX_FIRMWARE_CPUS],
+            cpu_count: 0,
+            cpus_dropped: 0,
+            io_apics: [NO_IO_APIC; MAX_IO_APICS],
+            io_apic_count: 0,
+            overrides: [NO_OVERRIDE; MAX_OVERRIDES],
+            override_count: 0,
+            local_apic_address: 0,
+            has_8259: false,
+        };
+        madt.set_header(local_apic_address, flags);
+        madt
+    }
+
+    /// Sets what the table's header says: the 32-bit local APIC address
+    /// (a later type-5 entry overrides it) and the flags.
+    pub const fn set_header(&mut self, local_apic_address: u32, flags: u32) {
+        self.local_apic_address = local_apic_address as u64;
+        self.has_8259 = flags & 1 != 0;
+    }
+
+    /// Records one entry.
+    pub fn add(&mut self, entry: FirmwareEntry) {
+        match entry {
+            FirmwareEntry::Cpu { enabled: false, .. } => {}
+            FirmwareEntry::Cpu { apic_id, acpi_uid, enabled: true } => {
+                if self.cpus[..self.cpu_count].iter().any(|c| c.apic_id == apic_id) {
+                    // Both a type-0 and a type-9 entry for one CPU.
+                    return;
+                }
+                if self.cpu_count < MAX_FIRMWARE_CPUS {
+                    self.cpus[self.cpu_count] = CpuDesc { apic_id, acpi_uid, online_tsc: 0 };
+                    self.cpu_count += 1;
+                } else {
+                    self.cpus_dropped += 1;
+                }
+            }
+            FirmwareEntry::IoApic(desc) if self.io_apic_count < MAX_IO_APICS => {
+                self.io_apics[self.io_apic_count] = desc;
+                self.io_apic_count += 1;
+            }
+            FirmwareEntry::Override(o) if self.override_count < MAX_OVERRIDES => {
+                self.overrides[self.override_count] = o;
+                self.override_count += 1;
+            }
+            FirmwareEntry::LocalApicAddress(address) => self.local_apic_address = address,
+            FirmwareEntry::IoApic(_) | FirmwareEntry::Override(_) => {}
+        }
+    }
+
     /// Collects `entries` (with the table's 32-bit local APIC address and
     /// flags) into a [`Madt`].
     pub fn collect(
@@ -82,44 +141,8 @@ impl Madt {
         flags: u32,
         entries: impl Iterator<Item = FirmwareEntry>,
     ) -> Self {
-        let mut madt = Self {
-            cpus: [CpuDesc::default(); MAX_FIRMWARE_CPUS],
-            cpu_count: 0,
-            cpus_dropped: 0,
-            io_apics: [IoApicDesc::default(); MAX_IO_APICS],
-            io_apic_count: 0,
-            overrides: [IsaOverride::default(); MAX_OVERRIDES],
-            override_count: 0,
-            local_apic_address: u64::from(local_apic_address),
-            has_8259: flags & 1 != 0,
-        };
-        for entry in entries {
-            match entry {
-                FirmwareEntry::Cpu { enabled: false, .. } => {}
-                FirmwareEntry::Cpu { apic_id, acpi_uid, enabled: true } => {
-                    if madt.cpus[..madt.cpu_count].iter().any(|c| c.apic_id == apic_id) {
-                        // Both a type-0 and a type-9 entry for one CPU.
-                        continue;
-                    }
-                    if madt.cpu_count < MAX_FIRMWARE_CPUS {
-                        madt.cpus[madt.cpu_count] = CpuDesc { apic_id, acpi_uid, online_tsc: 0 };
-                        madt.cpu_count += 1;
-                    } else {
-                        madt.cpus_dropped += 1;
-                    }
-                }
-                FirmwareEntry::IoApic(desc) if madt.io_apic_count < MAX_IO_APICS => {
-                    madt.io_apics[madt.io_apic_count] = desc;
-                    madt.io_apic_count += 1;
-                }
-                FirmwareEntry::Override(o) if madt.override_count < MAX_OVERRIDES => {
-                    madt.overrides[madt.override_count] = o;
-                    madt.override_count += 1;
-                }
-                FirmwareEntry::LocalApicAddress(address) => madt.local_apic_address = address,
-                FirmwareEntry::IoApic(_) | FirmwareEntry::Override(_) => {}
-            }
-        }
+        let mut madt = Self::new(local_apic_address, flags);
+        entries.for_each(|entry| madt.add(entry));
         madt
     }
 
@@ -162,6 +185,7 @@ impl core::fmt::Display for AcpiError {
 #[cfg(target_os = "none")]
 mod tables {
     use super::*;
+    use crate::pvh::BootCell;
     use acpi::madt::MadtEntry;
     use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
     use core::ptr::NonNull;
@@ -210,12 +234,18 @@ mod tables {
         }
     }
 
-    /// Reads the MADT and the FADT through the RSDP at `rsdp`.
+    /// Reads the MADT and the FADT through the RSDP at `rsdp`, into static
+    /// memory (built in place: see the module documentation).
+    ///
+    /// # Panics
+    /// When called twice.
     ///
     /// # Safety
     /// `rsdp` must be the physical address of the firmware's RSDP, and the
     /// tables must still be intact (nothing reused their memory).
-    pub unsafe fn read(rsdp: u64) -> Result<Firmware, AcpiError> {
+    pub unsafe fn read(rsdp: u64) -> Result<&'static Firmware, AcpiError> {
+        static FIRMWARE: BootCell<Firmware> =
+            BootCell::new(Firmware { madt: Madt::new(0, 0), pm_timer: None });
         // SAFETY: forwarded caller contract; IdentityMapped maps truthfully.
         let tables = unsafe { AcpiTables::from_rsdp(IdentityMapped, rsdp as usize) }
             .map_err(|e| AcpiError::Tables(describe(e)))?;
@@ -251,15 +281,17 @@ mod tables {
             }
             _ => None,
         });
-        let madt = Madt::collect(table.local_apic_address, table.flags, entries);
-        let pm_timer = tables.find_table::<acpi::fadt::Fadt>().ok().and_then(|fadt| {
+        let firmware = FIRMWARE.take().expect("acpi::read called twice");
+        firmware.madt.set_header(table.local_apic_address, table.flags);
+        entries.for_each(|entry| firmware.madt.add(entry));
+        firmware.pm_timer = tables.find_table::<acpi::fadt::Fadt>().ok().and_then(|fadt| {
             let block = fadt.pm_timer_block().ok().flatten()?;
             let port = u16::try_from(block.address).ok()?;
             let io_space = matches!(block.address_space, acpi::address::AddressSpace::SystemIo);
             let bits = if { fadt.flags }.pm_timer_is_32_bit() { 32 } else { 24 };
             (io_space && port != 0).then_some(PmTimer { port, bits })
         });
-        Ok(Firmware { madt, pm_timer })
+        Ok(firmware)
     }
 }
 

@@ -6,16 +6,19 @@
  * paging off, flat segments, %ebx = physical address of struct hvm_start_info.
  *
  * This code records the TSC first (the boot-time benchmark starts here) and
- * enters long mode at once with a static map of the first 1 GiB: under this
- * project's nested KVM, code running with paging off is very slow (a loop that
- * built the tables and zeroed .bss in 32-bit mode took ~90 ms), so all real
- * work happens in 64-bit mode: zero .bss, complete the boot map, call
- * kvm_main(start_info_paddr) on the boot stack.
+ * enters long mode at once: under this project's nested KVM, code running
+ * with paging off is very slow (a loop that built the tables and zeroed .bss
+ * in 32-bit mode took ~90 ms), so all real work happens in 64-bit mode: zero
+ * .bss, call kvm_main(start_info_paddr) on the boot stack.
  *
  * Boot map (identity): the first 4 GiB in 2 MiB pages, except the first
  * 2 MiB in 4 KiB pages (so page 0 can be unmapped to catch null pointers);
  * 0xFE000000-0xFFFFFFFF (I/O APIC, local APIC, ...) uncached. 1 GiB pages are
- * avoided: they fault under this project's nested KVM.
+ * avoided: they fault under this project's nested KVM. The whole map is
+ * static data, assembled into the image (28 KiB: PML4, PDPT, four page
+ * directories, the first 2 MiB's page table), so no instruction builds it
+ * and no live page table is ever written during boot (under shadow paging,
+ * as with this project's nested KVM, every such write traps).
  */
 
 .set PTE_P, 0x001
@@ -58,8 +61,8 @@ boot_gdt_ptr:
     .quad boot_gdt
 
 /*
- * Tables needed before .bss is zeroed live in .data: the PML4, the PDPT and
- * the first page directory (1 GiB of 2 MiB pages, built by the assembler).
+ * The boot map, complete in the image (see the top of this file): no code
+ * writes it before kvm_main unmaps page 0 (PT0 entry 0).
  */
 .section .data.boot_pagetables, "aw", @progbits
     .balign 4096
@@ -68,22 +71,32 @@ kvm_boot_pml4:
     .quad kvm_boot_pdpt + (PTE_P | PTE_RW)
     .fill 511, 8, 0
 kvm_boot_pdpt:
-    .quad kvm_boot_pd0 + (PTE_P | PTE_RW)
-    .fill 511, 8, 0                 /* PDPT[1..4] are linked in once filled */
-kvm_boot_pd0:
-    .set page, 0
-    .rept 512
+    .quad kvm_boot_pd + 0 * 4096 + (PTE_P | PTE_RW)
+    .quad kvm_boot_pd + 1 * 4096 + (PTE_P | PTE_RW)
+    .quad kvm_boot_pd + 2 * 4096 + (PTE_P | PTE_RW)
+    .quad kvm_boot_pd + 3 * 4096 + (PTE_P | PTE_RW)
+    .fill 508, 8, 0
+/* PD0..PD3: 0..4 GiB in 2 MiB pages; PD0[0] points at PT0 instead, and the
+ * last 16 pages (0xFE000000..4 GiB: device registers) are uncached. */
+kvm_boot_pd:
+    .quad kvm_boot_pt0 + (PTE_P | PTE_RW)
+    .set page, 1
+    .rept 4 * 512 - 1
+    .if page >= (0xFE000000 >> 21)
+    .quad (page << 21) | (PTE_P | PTE_RW | PTE_PS | PTE_PCD | PTE_PWT)
+    .else
     .quad (page << 21) | (PTE_P | PTE_RW | PTE_PS)
+    .endif
     .set page, page + 1
     .endr
-
-.section .bss.boot_pagetables, "aw", @nobits
-    .balign 4096
-kvm_boot_pd123:
-    .skip 3 * 4096
+/* PT0: the first 2 MiB in 4 KiB pages. */
 .globl kvm_boot_pt0
 kvm_boot_pt0:
-    .skip 4096
+    .set page, 0
+    .rept 512
+    .quad (page << 12) | (PTE_P | PTE_RW)
+    .set page, page + 1
+    .endr
 
 /* Stacks are not zeroed: see the .stack section in link.ld. */
 .section .stack, "aw", @nobits
@@ -127,52 +140,6 @@ pvh_start64:
     shrq $3, %rcx
     xorl %eax, %eax
     rep stosq
-
-    /* PD1..PD3: 1536 x 2 MiB pages covering 1..4 GiB */
-    movabsq $kvm_boot_pd123, %rdi
-    movq $(0x40000000 | PTE_P | PTE_RW | PTE_PS), %rax
-    movl $1536, %ecx
-1:  movq %rax, (%rdi)
-    addq $0x200000, %rax
-    addq $8, %rdi
-    decl %ecx
-    jnz 1b
-
-    /* 0xFE000000..4 GiB: uncached (device registers) */
-    movabsq $kvm_boot_pd123 + ((0xFE000000 - 0x40000000) >> 21) * 8, %rdi
-    movl $16, %ecx
-2:  orq $(PTE_PCD | PTE_PWT), (%rdi)
-    addq $8, %rdi
-    decl %ecx
-    jnz 2b
-
-    /* PT0: the first 2 MiB in 4 KiB pages */
-    movabsq $kvm_boot_pt0, %rdi
-    movq $(PTE_P | PTE_RW), %rax
-    movl $512, %ecx
-3:  movq %rax, (%rdi)
-    addq $4096, %rax
-    addq $8, %rdi
-    decl %ecx
-    jnz 3b
-
-    /*
-     * Link the new tables in only now: under shadow paging (this project's
-     * nested KVM) every write to a live page table traps, so tables are
-     * filled first and then made reachable with a handful of writes.
-     */
-    movabsq $kvm_boot_pdpt + 8, %rdi
-    movabsq $kvm_boot_pd123 + (PTE_P | PTE_RW), %rax
-    movq %rax, (%rdi)
-    addq $4096, %rax
-    movq %rax, 8(%rdi)
-    addq $4096, %rax
-    movq %rax, 16(%rdi)
-    movabsq $kvm_boot_pt0 + (PTE_P | PTE_RW), %rax
-    movabsq $kvm_boot_pd0, %rdi
-    movq %rax, (%rdi)
-    movq %cr3, %rax
-    movq %rax, %cr3
 
     movabsq $kvm_boot_stack_top, %rsp
     xorl %ebp, %ebp

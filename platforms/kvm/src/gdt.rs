@@ -29,18 +29,22 @@
 //! Everything a CPU needs lives in one [`CpuTables`]: its GDT (a TSS
 //! descriptor may only be loaded by one CPU, since `ltr` marks it busy), its
 //! TSS and its stacks (two CPUs taking a #DF at once must not share a stack).
-//! The boot CPU uses the static [`BOOT_CPU`] instance, zero-initialised so it
-//! lands in `.bss` and costs no image size; SMP bring-up gives each
-//! application processor its own `&'static mut CpuTables` (a static array
-//! indexed by CPU number, or leaked heap memory) and calls
-//! [`CpuTables::load`] on that CPU. The IDT, by contrast, is shared by all
-//! CPUs (see `trap.rs`).
+//! The boot CPU uses the static [`BOOT_CPU`] instance, whose memory
+//! (`BOOT_CPU_TABLES`, 64 KiB of it stacks) is left uninitialised in the
+//! image's `.stack` section: it costs no image size and, unlike `.bss`, no
+//! boot time (boot.S zeroes `.bss` at an instruction per 8 bytes) — the
+//! stacks are [`MaybeUninit`] bytes that nothing reads before writing, and
+//! [`CpuTablesCell::take`] writes the GDT and TSS before handing the tables
+//! out. SMP bring-up gives each application processor its own `&'static mut
+//! CpuTables` (zeroed memory it reserved) and calls [`CpuTables::load`] on
+//! that CPU. The IDT, by contrast, is shared by all CPUs (see `trap.rs`).
 //!
 //! The stacks have no guard pages: the boot map uses 2 MiB pages above the
 //! first 2 MiB, so an overflowing IST stack silently runs into its neighbour.
 //! 16 KiB is ample for the exception report, which is all these handlers do.
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Kernel code segment selector (GDT index 1, RPL 0).
@@ -110,18 +114,19 @@ impl TaskStateSegment {
     }
 }
 
-/// A 16-byte-aligned stack.
+/// A 16-byte-aligned stack. Only the CPU uses its bytes (it writes them
+/// before it reads them), so they may be uninitialised.
 #[repr(C, align(16))]
-pub struct Stack([u8; STACK_SIZE]);
+pub struct Stack(MaybeUninit<[u8; STACK_SIZE]>);
 
 impl Stack {
     const fn zeroed() -> Self {
-        Self([0; STACK_SIZE])
+        Self(MaybeUninit::zeroed())
     }
 
     /// The initial stack pointer: one past the highest byte (16-byte aligned).
     fn top(&self) -> u64 {
-        self.0.as_ptr_range().end as u64
+        self.0.as_ptr() as u64 + STACK_SIZE as u64
     }
 }
 
@@ -148,7 +153,8 @@ impl Default for CpuTables {
 impl CpuTables {
     /// All-zero tables; [`CpuTables::load`] fills them in. All-zero bytes
     /// are a valid `CpuTables` (integers and byte arrays only), which the
-    /// secondary-CPU bring-up relies on to initialise them in place.
+    /// secondary-CPU bring-up relies on to initialise them in place. So is
+    /// any content of the stacks: see [`CpuTablesCell::take`].
     pub const fn new() -> Self {
         Self {
             gdt: Gdt([0; GDT_ENTRIES]),
@@ -249,42 +255,67 @@ const fn tss_descriptor(base: u64, limit: u32) -> [u64; 2] {
     [low, base >> 32]
 }
 
-/// A [`CpuTables`] in a `static`, handed out once as `&'static mut`.
+/// Memory for one CPU's [`CpuTables`], uninitialised (so it may live in a
+/// section the boot code does not zero); a [`CpuTablesCell`] hands it out.
+pub struct TablesMemory(UnsafeCell<MaybeUninit<CpuTables>>);
+
+// SAFETY: the memory is only reachable through the one `CpuTablesCell`
+// given it (`CpuTablesCell::new`'s contract), which hands out the one
+// `&'static mut` at most once.
+unsafe impl Sync for TablesMemory {}
+
+impl TablesMemory {
+    /// Uninitialised memory.
+    pub const fn uninit() -> Self {
+        Self(UnsafeCell::new(MaybeUninit::uninit()))
+    }
+}
+
+/// A [`CpuTables`] in static memory, handed out once as `&'static mut`.
 pub struct CpuTablesCell {
-    tables: UnsafeCell<CpuTables>,
+    memory: &'static TablesMemory,
     taken: AtomicBool,
 }
 
-// SAFETY: the tables are only reachable through `take`, which hands out the
-// one `&'static mut` at most once.
-unsafe impl Sync for CpuTablesCell {}
-
 impl CpuTablesCell {
-    /// Zeroed tables, not yet taken.
-    pub const fn new() -> Self {
-        Self { tables: UnsafeCell::new(CpuTables::new()), taken: AtomicBool::new(false) }
+    /// Tables in `memory`, not yet taken.
+    ///
+    /// # Safety
+    /// `memory` is given to this cell only, and nothing else accesses it.
+    pub const unsafe fn new(memory: &'static TablesMemory) -> Self {
+        Self { memory, taken: AtomicBool::new(false) }
     }
 
-    /// The tables, on the first call only.
+    /// The tables, on the first call only: the GDT and TSS zeroed, the
+    /// stacks as the memory held them.
     #[allow(clippy::mut_from_ref, reason = "hands out the one `&mut`, guarded by `taken`")]
     pub fn take(&'static self) -> Option<&'static mut CpuTables> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
         }
-        // SAFETY: the flag above lets exactly one caller through, so this is
-        // the only reference ever created to the tables.
-        Some(unsafe { &mut *self.tables.get() })
+        let tables = self.memory.0.get().cast::<CpuTables>();
+        // SAFETY: the flag above lets exactly one caller through, and
+        // `new`'s contract gives this cell its memory alone, so this is the
+        // only access ever made to it. Writing the GDT and the TSS (integers
+        // only) makes the whole `CpuTables` valid: its other fields, the
+        // stacks, are `MaybeUninit` bytes, valid whatever they hold.
+        unsafe {
+            core::ptr::addr_of_mut!((*tables).gdt).write(Gdt([0; GDT_ENTRIES]));
+            core::ptr::addr_of_mut!((*tables).tss).write(TaskStateSegment::zeroed());
+            Some(&mut *tables)
+        }
     }
 }
 
-impl Default for CpuTablesCell {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The boot CPU's tables' memory: in `.stack` (see `link.ld`), which is
+/// reserved but not zeroed (see the module documentation).
+#[cfg_attr(target_os = "none", unsafe(link_section = ".stack.boot_cpu_tables"))]
+static BOOT_CPU_TABLES: TablesMemory = TablesMemory::uninit();
 
 /// The boot CPU's tables.
-pub static BOOT_CPU: CpuTablesCell = CpuTablesCell::new();
+// SAFETY: BOOT_CPU_TABLES is private to this module and given to this cell
+// only.
+pub static BOOT_CPU: CpuTablesCell = unsafe { CpuTablesCell::new(&BOOT_CPU_TABLES) };
 
 /// Loads the boot CPU's GDT and TSS ([`BOOT_CPU`]).
 ///
@@ -369,8 +400,13 @@ mod tests {
 
     #[test]
     fn boot_tables_are_taken_once() {
-        static CELL: CpuTablesCell = CpuTablesCell::new();
-        assert!(CELL.take().is_some());
+        static MEMORY: TablesMemory = TablesMemory::uninit();
+        // SAFETY: MEMORY is local to this test and given to this cell only.
+        static CELL: CpuTablesCell = unsafe { CpuTablesCell::new(&MEMORY) };
+        let tables = CELL.take().unwrap();
+        assert_eq!(tables.gdt.0, [0; GDT_ENTRIES]);
+        assert_eq!(tables.tss, TaskStateSegment::zeroed());
+        tables.fill();
         assert!(CELL.take().is_none());
     }
 }

@@ -15,6 +15,10 @@
 //! | secondary CPUs: real-mode trampoline, INIT–SIPI–SIPI, parking | [`smp`], `ap_trampoline.S` |
 //! | console: 16550 UART at 0x3f8 | [`serial`] |
 //! | shutdown with a status: `isa-debug-exit` at port 0xf4 | [`shutdown`] |
+//! | the `ukplat::platform` operations: interrupt flag, IPIs, per-CPU base, clock, timer | [`plat`] |
+//! | clock: the TSC, its rate from CPUID, kvmclock, the ACPI PM timer or the PIT (`clock_source`, `calibration_ms`), when `ukplat::clock::init` asks | [`clock`] |
+//! | time of day at boot: the CMOS RTC | [`rtc`] |
+//! | per-CPU timer: the local APIC timer in TSC-deadline or one-shot mode (`event_timer`), its rate measured against the TSC | [`timer`] |
 //!
 //! Boot order in `kvm_main` (boot CPU, interrupts disabled throughout):
 //! console and exit; GDT/TSS/IDT; the per-CPU header (GS) of CPU 0; the
@@ -23,6 +27,9 @@
 //! secondary CPUs (started in parallel, parked); page 0 unmapped
 //! (null-pointer accesses fault); then [`ukplat::enter_main`] with the
 //! topology. A failure at any step is one line `kvm: ...` and exit status 1.
+//! The TSC is not calibrated and the APIC timer not measured at boot: the
+//! time library's init asks for them (`ukplat::clock::init`,
+//! `ukplat::timer::init`), so images without `uktime` never wait for it.
 //!
 //! QEMU flags the platform needs (`cargo xtask run` passes them):
 //! `-kernel IMAGE -device isa-debug-exit,iobase=0xf4,iosize=0x04 -serial stdio`,
@@ -35,18 +42,26 @@
 //! since those need the per-CPU header.
 //!
 //! **Needs:** `ukplat`, `ukarch`, `ukconfig`, `apic` (the local APIC for
-//! INIT/SIPI and each CPU's enable; selected by this platform), `acpi`,
-//! `x86_64`.
+//! INIT/SIPI, each CPU's enable, IPIs and the timer; selected by this
+//! platform), `acpi`, `x86_64`; `uktest` for its in-guest tests of the
+//! clock (feature `uktest`).
 //! **Config options** (`[platform]` in an app's config): `machine`, `cpus`,
-//! `max_cpus`, `memory`, `accel`, `cmdline` — see `Kconfig.toml`.
+//! `max_cpus`, `memory`, `accel`, `cmdline`, `icount`, `clock_source`,
+//! `calibration_ms`, `event_timer` — see `Kconfig.toml`.
 #![cfg_attr(not(test), no_std)]
 
 pub mod acpi;
+pub mod clock;
+#[cfg(feature = "uktest")]
+mod clock_tests;
 mod gdt;
+pub mod plat;
 pub mod pvh;
+pub mod rtc;
 pub mod serial;
 pub mod shutdown;
 pub mod smp;
+pub mod timer;
 mod trap;
 
 core::arch::global_asm!(
@@ -74,8 +89,6 @@ mod entry {
         static __image_end: u8;
     }
 
-    static STORAGE: Once<pvh::Storage> = Once::new();
-    static FIRMWARE: Once<crate::acpi::Firmware> = Once::new();
     static CPUS: Once<[CpuDesc; MAX_CPUS]> = Once::new();
 
     /// Reports a boot failure in one line and exits with status 1.
@@ -128,7 +141,7 @@ mod entry {
         } else {
             &[]
         };
-        let mut storage = match pvh::Storage::new(&start, memmap, cmdline, image) {
+        let storage = match pvh::Storage::init_static(&start, memmap, cmdline, image) {
             Ok(storage) => storage,
             Err(error) => fail(format_args!("{error}")),
         };
@@ -144,7 +157,6 @@ mod entry {
             Some(Err(error)) => fail(format_args!("{error}")),
             None => fail(format_args!("{}", crate::acpi::AcpiError::NoRsdp)),
         };
-        let firmware = FIRMWARE.call_once(|| firmware);
 
         // SAFETY: boot CPU, interrupts disabled, IDT and GS set up.
         if let Err(error) = unsafe { apic::init_boot_cpu() } {
@@ -177,7 +189,7 @@ mod entry {
             cpus
         });
 
-        let storage = STORAGE.call_once(|| storage);
+        let storage: &'static pvh::Storage = storage;
         let madt = &firmware.madt;
         let info = ukplat::BootInfo {
             topology: Topology {

@@ -4,8 +4,12 @@
 //! QEMU 7.2 fills version 1 (with a memory map) on microvm and q35. Its entries
 //! are not sorted and microvm appends an all-zero entry; the struct, the map
 //! and the command line live in low memory that later boot stages reuse, so
-//! everything is copied into static storage here.
+//! everything is copied into static storage here: [`Storage::init_static`]
+//! builds it in place, in a static, since moving its 8 KiB around costs an
+//! instruction per 8 bytes each time.
 
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 use ukplat::{BootInfo, MemoryKind, MemoryRegion, PhysRange};
 
 /// `hvm_start_info.magic`.
@@ -104,6 +108,21 @@ pub struct Storage {
 }
 
 impl Storage {
+    /// Nothing stored yet. (The unused entries hold empty RAM ranges, not
+    /// reserved ones: all-zero bytes, so a static `Storage` lands in `.bss`
+    /// rather than adding 8 KiB of zeroes to the image.)
+    pub const fn empty() -> Self {
+        let empty = MemoryRegion { range: PhysRange { start: 0, end: 0 }, kind: MemoryKind::Ram };
+        Self {
+            map: [empty; MAX_REGIONS],
+            map_len: 0,
+            free: [PhysRange { start: 0, end: 0 }; 2 * MAX_REGIONS],
+            free_len: 0,
+            cmdline: [0; MAX_CMDLINE],
+            cmdline_len: 0,
+        }
+    }
+
     /// Builds the storage from the raw PVH data; `image` is the physical range
     /// of the loaded image, which is excluded from the free memory.
     pub fn new(
@@ -112,6 +131,37 @@ impl Storage {
         cmdline: &[u8],
         image: PhysRange,
     ) -> Result<Self, PvhError> {
+        let mut storage = Self::empty();
+        storage.fill(start, memmap, cmdline, image)?;
+        Ok(storage)
+    }
+
+    /// As [`Storage::new`], but in the boot's one static storage, without
+    /// moving it: the platform's entry calls this once.
+    ///
+    /// # Panics
+    /// When called twice.
+    pub fn init_static(
+        start: &HvmStartInfo,
+        memmap: &[HvmMemmapEntry],
+        cmdline: &[u8],
+        image: PhysRange,
+    ) -> Result<&'static mut Self, PvhError> {
+        static STORAGE: BootCell<Storage> = BootCell::new(Storage::empty());
+        let storage = STORAGE.take().expect("pvh::Storage::init_static called twice");
+        storage.fill(start, memmap, cmdline, image)?;
+        Ok(storage)
+    }
+
+    /// Fills an [`empty`](Self::empty) storage; on an error nothing is
+    /// stored.
+    fn fill(
+        &mut self,
+        start: &HvmStartInfo,
+        memmap: &[HvmMemmapEntry],
+        cmdline: &[u8],
+        image: PhysRange,
+    ) -> Result<(), PvhError> {
         if start.magic != MAGIC {
             return Err(PvhError::BadMagic(start.magic));
         }
@@ -126,41 +176,32 @@ impl Storage {
         }
         core::str::from_utf8(cmdline).map_err(|_| PvhError::CmdlineNotUtf8)?;
 
-        let empty = MemoryRegion { range: PhysRange::default(), kind: MemoryKind::Reserved };
-        let mut storage = Self {
-            map: [empty; MAX_REGIONS],
-            map_len: 0,
-            free: [PhysRange::default(); 2 * MAX_REGIONS],
-            free_len: 0,
-            cmdline: [0; MAX_CMDLINE],
-            cmdline_len: cmdline.len(),
-        };
-        storage.cmdline[..cmdline.len()].copy_from_slice(cmdline);
+        self.cmdline_len = cmdline.len();
+        self.cmdline[..cmdline.len()].copy_from_slice(cmdline);
 
         for entry in memmap.iter().filter(|e| e.size != 0) {
-            storage.map[storage.map_len] = MemoryRegion {
+            self.map[self.map_len] = MemoryRegion {
                 range: PhysRange { start: entry.addr, end: entry.addr.saturating_add(entry.size) },
                 kind: MemoryKind::from_e820(entry.kind),
             };
-            storage.map_len += 1;
+            self.map_len += 1;
         }
-        storage.map[..storage.map_len].sort_unstable_by_key(|r| r.range.start);
+        self.map[..self.map_len].sort_unstable_by_key(|r| r.range.start);
 
         // Free memory: RAM within the boot map, above low memory, minus the image.
-        for region in storage.map[..storage.map_len].iter().filter(|r| r.kind == MemoryKind::Ram) {
+        for region in self.map[..self.map_len].iter().filter(|r| r.kind == MemoryKind::Ram) {
             let start = region.range.start.max(LOW_MEMORY_END);
             let end = region.range.end.min(MAPPED_END);
             for piece in subtract(PhysRange { start, end }, image) {
                 if !piece.is_empty() {
-                    storage.free[storage.free_len] = piece;
-                    storage.free_len += 1;
+                    self.free[self.free_len] = piece;
+                    self.free_len += 1;
                 }
             }
         }
-        Ok(storage)
+        Ok(())
     }
 
-    /// The boot information over this storage.
     /// Takes `size` bytes aligned to `align` (a power of two) from the top
     /// of the highest free range that has room, and removes them from the
     /// free memory handed to the libraries. For what the platform needs
@@ -182,6 +223,9 @@ impl Storage {
         BootInfo {
             topology: ukplat::cpu::Topology::default(),
             pm_timer: None,
+            machine: ukconfig::platform::MACHINE.as_str(),
+            // Ring 0: the platform set up CR0/CR4 on every CPU.
+            privileged: true,
             memory_map: &self.map[..self.map_len],
             free_memory: &self.free[..self.free_len],
             // Checked to be UTF-8 in `new`.
@@ -190,6 +234,36 @@ impl Storage {
             boot_tsc,
             image,
         }
+    }
+}
+
+/// A value in a `static`, handed out once as `&'static mut`: boot data that
+/// the platform's entry builds in place (see [`Storage::init_static`],
+/// `acpi::read`) rather than building it on the stack and moving it.
+pub(crate) struct BootCell<T> {
+    value: UnsafeCell<T>,
+    taken: AtomicBool,
+}
+
+// SAFETY: the value is only reachable through `take`, which hands out the
+// one `&'static mut` at most once (to one thread: so `T: Send`).
+unsafe impl<T: Send> Sync for BootCell<T> {}
+
+impl<T> BootCell<T> {
+    /// A cell holding `value`, not yet taken.
+    pub(crate) const fn new(value: T) -> Self {
+        Self { value: UnsafeCell::new(value), taken: AtomicBool::new(false) }
+    }
+
+    /// The value, on the first call only.
+    #[allow(clippy::mut_from_ref, reason = "hands out the one `&mut`, guarded by `taken`")]
+    pub(crate) fn take(&'static self) -> Option<&'static mut T> {
+        if self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: the flag above lets exactly one caller through, so this is
+        // the only reference ever created to the value.
+        Some(unsafe { &mut *self.value.get() })
     }
 }
 
@@ -282,6 +356,24 @@ mod tests {
         let many = [entry(0, 1, 1); MAX_REGIONS + 1];
         assert!(matches!(Storage::new(&start(), &many, b"", IMAGE), Err(PvhError::TooManyRegions(_))));
         assert_eq!(Storage::new(&start(), &[], &[0xff], IMAGE).err(), Some(PvhError::CmdlineNotUtf8));
+    }
+
+    #[test]
+    fn static_storage_is_built_in_place_once() {
+        let map = [entry(0x10_0000, 0x3f0_0000, 1)];
+        let storage = Storage::init_static(&start(), &map, b"x=1", IMAGE).unwrap();
+        let info = storage.boot_info(None, 0, IMAGE);
+        assert_eq!(info.cmdline, "x=1");
+        assert_eq!(info.free_memory, &[PhysRange { start: 0x12_0000, end: 0x400_0000 }]);
+        let again = std::panic::catch_unwind(|| Storage::init_static(&start(), &map, b"", IMAGE).is_ok());
+        assert!(again.is_err(), "a second call panics");
+    }
+
+    #[test]
+    fn boot_cell_hands_out_its_value_once() {
+        static CELL: BootCell<u32> = BootCell::new(7);
+        assert_eq!(CELL.take().copied(), Some(7));
+        assert!(CELL.take().is_none());
     }
 
     #[test]

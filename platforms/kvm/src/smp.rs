@@ -322,25 +322,12 @@ mod start {
         ALIVE.fetch_add(1, Ordering::AcqRel);
         let boot_cpu = CPUS[0].apic_id.load(Ordering::Relaxed) as u32;
         apic::ipi::send_vector(apic::ipi::Destination::Apic(boot_cpu), ukplat::irq::vector::WAKEUP);
-        park(index)
+        ukplat::cpu::park_secondary(index)
     }
 }
 
 #[cfg(target_os = "none")]
 pub use start::start_secondaries;
-
-/// The parking loop of a secondary CPU: halted with interrupts enabled
-/// until a library released the secondaries and the wake-up IPI arrives.
-#[cfg(target_os = "none")]
-fn park(index: ukplat::cpu::CpuIndex) -> ! {
-    loop {
-        ukarch::irq::disable();
-        if let Some(entry) = ukplat::cpu::secondary_entry() {
-            entry(index);
-        }
-        ukarch::irq::enable_and_halt();
-    }
-}
 
 /// Halts this CPU for good.
 #[cfg(target_os = "none")]

@@ -14,8 +14,10 @@
 //! 3. [`trap_dispatch`] calls the handler registered for the vector in
 //!    `ukplat::irq` (libraries register there: the APIC's, the timer's, the
 //!    cross-CPU calls'), between `ukplat::cpu::irq_enter`/`irq_exit` for
-//!    vectors 32–255; without a handler the trap is fatal: a report goes to
-//!    the console and the machine exits with [`ukplat::exit::CPU_EXCEPTION`].
+//!    vectors 32–255; without a handler the trap is fatal: [`fatal`] reads
+//!    CR2 and hands the frame to `ukplat::fault::report_fatal`, which
+//!    writes the report to the console and exits with
+//!    [`ukplat::exit::CPU_EXCEPTION`].
 //!
 //! All 256 gates are present from [`init`] on, so an interrupt nobody
 //! registered is reported by its own vector number (`UNHANDLED INTERRUPT`)
@@ -23,45 +25,20 @@
 //!
 //! # Reports
 //!
-//! ```text
-//! *** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0 (APIC id 0)
-//! error code: 0x0
-//! RIP: 0x0000000000102345  CS: 0x8  RFLAGS: 0x0000000000010002
-//! RSP: 0x0000000000123f50  SS: 0x10
-//! CR2: 0x0000001000000000 (page fault address; not present, read, supervisor)
-//! RAX: 0x...  RBX: 0x...  RCX: 0x...
-//! RDX: 0x...  RSI: 0x...  RDI: 0x...
-//! RBP: 0x...  R8:  0x...  R9:  0x...
-//! R10: 0x...  R11: 0x...  R12: 0x...
-//! R13: 0x...  R14: 0x...  R15: 0x...
-//! CR0: 0x...  CR3: 0x...  CR4: 0x...
-//! backtrace (frame pointers): 0x... 0x...
-//! ```
-//!
-//! The CR2 line appears for #PF, with the error code decoded, and for #DF
-//! (the last page-fault address: a #PF whose own delivery faulted, as on a
-//! stack overflow into an unmapped guard page, becomes a #DF on the IST
-//! stack and leaves its address there); for #TS, #NP, #SS and #GP a non-zero
-//! error code is decoded as a selector on the `error code` line; an access
-//! to page 0 adds a `hint:` line. Vectors 32–255 without a handler report as
-//! `*** UNHANDLED INTERRUPT`.
-//!
-//! For #PF and #DF the register dump is followed by the lines of the fault
-//! explainers libraries registered with `ukplat::fault::register_explainer`
-//! (e.g. `ukvmem`'s `stack overflow: 0x... is in the guard page below the
-//! stack 0x...-0x...`), then the backtrace.
-//!
-//! A fault while reporting must not loop: a nesting counter makes the second
-//! level print one line through the plainest path (no `core::fmt`) and exit,
-//! the third (the console faulted) exit silently, and a fourth (the exit path
-//! itself faulted) halt the CPU. The counter is global, not per-CPU: with
-//! SMP the first fatal trap wins, and a fatal trap on another CPU while the
-//! first report is being written halts that CPU quietly (two reports would
-//! interleave on the console, and the first one decides the exit status).
+//! The report of a fatal trap is the same on every platform and lives in
+//! `ukplat::fault::report`, whose documentation shows and explains it: its
+//! text, the vector names and error-code decoding, the fault explainers'
+//! lines, the frame-pointer backtrace, and the guard against faults while
+//! reporting (one line, then silence, then a halted CPU; the first CPU to
+//! trap wins). kvm supplies only what it alone knows ([`KvmFatal`]): CR2,
+//! read first thing for #PF and #DF; the `CR0: ...  CR3: ...  CR4: ...`
+//! line after the registers; which stack words the backtrace may read (a
+//! walk of the live page tables, [`mapped`], so that thread stacks above the
+//! identity map get a backtrace too); and how to stop a CPU (`cli; hlt`).
 
 use crate::gdt;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 core::arch::global_asm!(include_str!("trap_entry.S"), options(att_syntax));
 
@@ -78,16 +55,6 @@ pub mod vector {
     pub const NMI: u8 = 2;
     /// Double fault.
     pub const DOUBLE_FAULT: u8 = 8;
-    /// Invalid TSS.
-    pub const INVALID_TSS: u8 = 10;
-    /// Segment not present.
-    pub const SEGMENT_NOT_PRESENT: u8 = 11;
-    /// Stack-segment fault.
-    pub const STACK_SEGMENT: u8 = 12;
-    /// General protection.
-    pub const GENERAL_PROTECTION: u8 = 13;
-    /// Page fault.
-    pub const PAGE_FAULT: u8 = 14;
     /// Machine check.
     pub const MACHINE_CHECK: u8 = 18;
 }
@@ -147,13 +114,41 @@ fn stub_address(vector: u8) -> u64 {
 }
 
 impl Idt {
-    /// Writes the gate of `vector`, present or not. The high half is written
-    /// first, so a CPU never sees a present gate with a stale upper offset.
-    fn set_gate(&self, vector: u8, present: bool) {
-        let [low, high] = encode_gate(stub_address(vector), gdt::KERNEL_CS, ist_for(vector), present);
-        let gate = &self.gates[usize::from(vector)];
-        gate[1].store(high, Ordering::Release);
-        gate[0].store(low, Ordering::Release);
+    /// Writes all 256 gates, present, pointing at the stubs in
+    /// `trap_entry.S`. Relaxed stores: called before any CPU loads the
+    /// table.
+    fn fill(&self) {
+        self.fill_with_stubs_at(stub_address(0));
+    }
+
+    /// Writes all 256 gates, present, gate v's handler at `first + 16 * v`,
+    /// at a few instructions per gate: while the handlers do not straddle a
+    /// 64 KiB boundary (their bits 16..63 are all `first`'s), gate v's low
+    /// half is gate 0's plus `16 * v` and its high half is gate 0's; then
+    /// the IST gates get their stack index. Handlers that do straddle one
+    /// take the general path, gate by gate.
+    fn fill_with_stubs_at(&self, first: u64) {
+        let last = first + STUB_SIZE * (VECTORS as u64 - 1);
+        if first >> 16 != last >> 16 {
+            for (vector, gate) in (0..=u8::MAX).zip(&self.gates) {
+                let handler = first + STUB_SIZE * u64::from(vector);
+                let [low, high] = encode_gate(handler, gdt::KERNEL_CS, ist_for(vector), true);
+                gate[1].store(high, Ordering::Relaxed);
+                gate[0].store(low, Ordering::Relaxed);
+            }
+            return;
+        }
+        let [mut low, high] = encode_gate(first, gdt::KERNEL_CS, 0, true);
+        for gate in &self.gates {
+            gate[1].store(high, Ordering::Relaxed);
+            gate[0].store(low, Ordering::Relaxed);
+            low += STUB_SIZE;
+        }
+        for vector in [vector::NMI, vector::DOUBLE_FAULT, vector::MACHINE_CHECK] {
+            let handler = first + STUB_SIZE * u64::from(vector);
+            let [low, _] = encode_gate(handler, gdt::KERNEL_CS, ist_for(vector), true);
+            self.gates[usize::from(vector)][0].store(low, Ordering::Relaxed);
+        }
     }
 
     /// Loads this IDT on the calling CPU (`lidt`).
@@ -184,9 +179,7 @@ pub fn init() {
     // SAFETY: we run on the boot CPU, once (the tables are taken once),
     // with interrupts disabled (just above), before FS/GS bases are set.
     unsafe { gdt::init_boot_cpu() };
-    for vector in 0..=u8::MAX {
-        IDT.set_gate(vector, true);
-    }
+    IDT.fill();
     IDT.load();
 }
 
@@ -209,148 +202,97 @@ pub unsafe fn init_secondary(tables: &'static mut gdt::CpuTables) {
 #[unsafe(no_mangle)]
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let vector = frame.vector();
-    match ukplat::irq::handler(vector) {
-        Some(handler) if vector >= FIRST_INTERRUPT_VECTOR => {
-            ukplat::cpu::irq_enter();
-            handler(frame);
-            ukplat::cpu::irq_exit();
-            // A preemptive scheduler switches threads here, when the
-            // handler asked for it and the interrupted code allows it.
-            ukplat::cpu::preempt_on_irq_return(frame.interrupts_were_enabled());
+    if vector >= FIRST_INTERRUPT_VECTOR {
+        // The handler between irq_enter/irq_exit, then the preemption
+        // point (shared by every platform).
+        if !ukplat::irq::take_interrupt(frame) {
+            fatal(frame);
         }
+        return;
+    }
+    match ukplat::irq::handler(vector) {
         Some(handler) => handler(frame),
         None => fatal(frame),
     }
 }
 
-/// Fatal-trap nesting depth (see the module documentation).
-static FATAL_DEPTH: AtomicU32 = AtomicU32::new(0);
-
-/// The CPU writing the first fatal report.
-static REPORTING_CPU: ReportingCpu = ReportingCpu(AtomicUsize::new(0));
-
-/// A CPU index + 1 (0: nobody yet).
-struct ReportingCpu(AtomicUsize);
-
-impl ReportingCpu {
-    fn claim(&self) {
-        self.0.store(Self::me(), Ordering::Release);
-    }
-
-    fn is_this_cpu(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Self::me()
-    }
-
-    /// This CPU as stored: its index + 1, or `usize::MAX` before its
-    /// per-CPU header exists.
-    fn me() -> usize {
-        ukplat::cpu::try_this_cpu().map_or(usize::MAX, |cpu| cpu + 1)
-    }
-}
-
-/// Reports an unhandled trap and exits; never returns.
+/// Reports an unhandled trap (`ukplat::fault::report_fatal`) and exits;
+/// never returns.
 fn fatal(frame: &TrapFrame) -> ! {
-    let vector = frame.vector();
     // CR2 first, before anything else can fault and overwrite it. A #DF
     // keeps it too: when a #PF could not be delivered (its frame landed on
     // an unmapped page, as on a stack overflow into a guard page) CR2 holds
     // the address of that second page fault.
-    let cr2 = if reads_cr2(vector) { ukarch::regs::cr2() } else { 0 };
-    let depth = FATAL_DEPTH.fetch_add(1, Ordering::AcqRel);
-    if depth == 0 {
-        REPORTING_CPU.claim();
+    let cr2 = if ukplat::fault::report::uses_cr2(frame.vector()) { ukarch::regs::cr2() } else { 0 };
+    ukplat::fault::report_fatal(frame, cr2, &KvmFatal)
+}
+
+/// The kvm platform's part of the fatal-trap report.
+struct KvmFatal;
+
+impl ukplat::fault::FatalPlatform for KvmFatal {
+    /// The control registers CR0, CR3 and CR4.
+    fn write_platform_lines(&self, out: &mut dyn Write) -> fmt::Result {
+        write_control_regs(out, ukarch::regs::cr0(), ukarch::regs::cr3(), ukarch::regs::cr4())
     }
-    match depth {
-        0 => {
-            let regs = ControlRegs {
-                cr0: ukarch::regs::cr0(),
-                cr2,
-                cr3: ukarch::regs::cr3(),
-                cr4: ukarch::regs::cr4(),
-            };
-            // The per-CPU header may not be set up yet (a fault in the
-            // first instructions of a CPU): then say what CPUID says.
-            let (cpu, apic_id) = match ukplat::cpu::try_this_cpu() {
-                Some(cpu) => (cpu, ukplat::cpu::local(cpu).apic_id()),
-                None => (usize::MAX, ukarch::cpu::apic_id()),
-            };
-            let _ = write_report(&mut ukplat::console::Writer, frame, cpu, apic_id, &regs);
-            // Libraries add what only they know: which thread was running,
-            // whether an address is a guard page.
-            let info = fault_info(frame, cr2, ukplat::cpu::try_this_cpu());
-            ukplat::fault::explain(&info, &mut ukplat::console::Writer);
-            let mut frames = [0u64; MAX_BACKTRACE];
-            // SAFETY: `read_stack_word` is only called on addresses that
-            // `walk_frame_pointers` checked to be aligned and inside the
-            // identity-mapped first 4 GiB (page 0 excluded).
-            let depth = walk_frame_pointers(frame.rbp, &mut frames, |addr| unsafe { read_stack_word(addr) });
-            let _ = write_backtrace(&mut ukplat::console::Writer, &frames[..depth]);
+
+    /// Whether the live page tables map `addr`.
+    fn readable(&self, addr: u64) -> bool {
+        // SAFETY: `mapped` reads only 8-byte aligned entry addresses between
+        // page 0 (which kvm_main unmaps) and `IDENTITY_MAP_END`, memory the
+        // boot map keeps identity-mapped and readable for good.
+        mapped(addr, ukarch::regs::cr3(), |entry| unsafe { core::ptr::read_volatile(entry as *const u64) })
+    }
+
+    fn halt_forever(&self) -> ! {
+        ukarch::irq::disable();
+        loop {
+            ukarch::regs::halt();
         }
-        // Another CPU is already reporting: stop here, quietly.
-        _ if !REPORTING_CPU.is_this_cpu() => halt_forever(),
-        1 => {
-            let mut line = [0u8; 128];
-            let len = nested_message(vector, &mut line);
-            ukplat::console::write(&line[..len]);
+    }
+}
+
+/// Writes kvm's line of the fatal report: the control registers.
+fn write_control_regs(out: &mut dyn Write, cr0: u64, cr3: u64, cr4: u64) -> fmt::Result {
+    writeln!(out, "CR0: {cr0:#018x}  CR3: {cr3:#018x}  CR4: {cr4:#018x}")
+}
+
+/// The end of the boot identity map (`boot.S`). Every page table lies below
+/// it, where physical = virtual: the boot tables are in the image, and
+/// `ukvmem` takes its tables from the identity-mapped heap.
+const IDENTITY_MAP_END: u64 = 4 << 30;
+
+/// Whether `addr` is mapped in the 4-level page tables rooted at `cr3`
+/// (the backtrace's question: thread stacks live far above the identity
+/// map). `read_entry` reads a page-table entry by its physical (= virtual)
+/// address; it is only called on 8-byte aligned addresses from 0x1000 up to
+/// [`IDENTITY_MAP_END`]. A non-canonical address, or a table in page 0 or
+/// outside the identity map (a corrupt entry), answers `false`.
+fn mapped(addr: u64, cr3: u64, read_entry: impl Fn(u64) -> u64) -> bool {
+    const PRESENT: u64 = 1;
+    const HUGE: u64 = 1 << 7;
+    const FRAME: u64 = 0x000f_ffff_ffff_f000;
+    let upper = addr >> 47;
+    if upper != 0 && upper != 0x1_ffff {
+        return false;
+    }
+    let mut table = cr3 & FRAME;
+    // Level 3: the PML4, ..., level 0: a page table.
+    for level in (0..4u32).rev() {
+        if !(0x1000..IDENTITY_MAP_END).contains(&table) {
+            return false;
         }
-        // The console itself faulted: exit without a word.
-        2 => {}
-        // The exit path faulted too.
-        _ => halt_forever(),
+        let entry = read_entry(table + ((addr >> (12 + 9 * level)) & 0x1ff) * 8);
+        if entry & PRESENT == 0 {
+            return false;
+        }
+        // A 4 KiB page, or a 2 MiB (PD) or 1 GiB (PDPT) one.
+        if level == 0 || (level < 3 && entry & HUGE != 0) {
+            return true;
+        }
+        table = entry & FRAME;
     }
-    ukplat::exit::exit(ukplat::exit::CPU_EXCEPTION)
-}
-
-/// Reads a word of memory for the backtrace.
-///
-/// # Safety
-/// `addr` must be 8-byte aligned and mapped.
-unsafe fn read_stack_word(addr: u64) -> u64 {
-    // SAFETY: the caller guarantees alignment and mapping.
-    unsafe { core::ptr::read_volatile(addr as *const u64) }
-}
-
-/// Stops this CPU for good (the exit path itself trapped).
-fn halt_forever() -> ! {
-    ukarch::irq::disable();
-    loop {
-        ukarch::regs::halt();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Reports (pure functions: host-tested)
-
-/// Mnemonic and description of a vector.
-pub const fn vector_name(vector: u8) -> (&'static str, &'static str) {
-    match vector {
-        0 => ("#DE", "divide error"),
-        1 => ("#DB", "debug"),
-        2 => ("NMI", "non-maskable interrupt"),
-        3 => ("#BP", "breakpoint"),
-        4 => ("#OF", "overflow"),
-        5 => ("#BR", "bound range exceeded"),
-        6 => ("#UD", "invalid opcode"),
-        7 => ("#NM", "device not available"),
-        8 => ("#DF", "double fault"),
-        9 => ("reserved", "coprocessor segment overrun (legacy)"),
-        10 => ("#TS", "invalid TSS"),
-        11 => ("#NP", "segment not present"),
-        12 => ("#SS", "stack-segment fault"),
-        13 => ("#GP", "general protection"),
-        14 => ("#PF", "page fault"),
-        16 => ("#MF", "x87 floating-point error"),
-        17 => ("#AC", "alignment check"),
-        18 => ("#MC", "machine check"),
-        19 => ("#XM", "SIMD floating-point exception"),
-        20 => ("#VE", "virtualization exception"),
-        21 => ("#CP", "control protection"),
-        28 => ("#HV", "hypervisor injection"),
-        29 => ("#VC", "VMM communication"),
-        30 => ("#SX", "security exception"),
-        15 | 22..=27 | 31 => ("reserved", "reserved"),
-        _ => ("INT", "external interrupt"),
-    }
+    false
 }
 
 /// Whether the CPU pushes an error code for `vector` (must match
@@ -358,310 +300,6 @@ pub const fn vector_name(vector: u8) -> (&'static str, &'static str) {
 #[cfg(test)]
 const fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
-}
-
-/// Whether the fatal path reads CR2 for `vector` (and shows it, and asks
-/// the fault explainers): #PF, and #DF, which a #PF whose delivery faulted
-/// again turns into.
-const fn reads_cr2(vector: u8) -> bool {
-    matches!(vector, vector::PAGE_FAULT | vector::DOUBLE_FAULT)
-}
-
-/// What the fault explainers get for a fatal trap.
-fn fault_info(frame: &TrapFrame, cr2: u64, cpu: Option<usize>) -> ukplat::fault::FaultInfo {
-    ukplat::fault::FaultInfo {
-        vector: frame.vector(),
-        error_code: frame.error_code,
-        rip: frame.rip,
-        rsp: frame.rsp,
-        cr2,
-        cpu,
-    }
-}
-
-/// Whether `vector`'s error code is a selector error code.
-const fn has_selector_error(vector: u8) -> bool {
-    matches!(
-        vector,
-        vector::INVALID_TSS
-            | vector::SEGMENT_NOT_PRESENT
-            | vector::STACK_SEGMENT
-            | vector::GENERAL_PROTECTION
-    )
-}
-
-/// A decoded page-fault error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PageFaultError(pub u64);
-
-impl PageFaultError {
-    /// P: the page was present (a protection violation), else not present.
-    pub const fn present(self) -> bool {
-        self.0 & 1 != 0
-    }
-    /// W/R: the access was a write.
-    pub const fn write(self) -> bool {
-        self.0 & (1 << 1) != 0
-    }
-    /// U/S: the access came from user mode (CPL 3).
-    pub const fn user(self) -> bool {
-        self.0 & (1 << 2) != 0
-    }
-    /// RSVD: a reserved bit was set in a paging-structure entry.
-    pub const fn reserved_bit(self) -> bool {
-        self.0 & (1 << 3) != 0
-    }
-    /// I/D: the access was an instruction fetch.
-    pub const fn instruction_fetch(self) -> bool {
-        self.0 & (1 << 4) != 0
-    }
-    /// PK: protection-key violation.
-    pub const fn protection_key(self) -> bool {
-        self.0 & (1 << 5) != 0
-    }
-    /// SS: shadow-stack access.
-    pub const fn shadow_stack(self) -> bool {
-        self.0 & (1 << 6) != 0
-    }
-    /// SGX: SGX access-control violation.
-    pub const fn sgx(self) -> bool {
-        self.0 & (1 << 15) != 0
-    }
-}
-
-impl fmt::Display for PageFaultError {
-    /// `not present, read, supervisor` followed by the rarer bits.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.present() { "protection violation" } else { "not present" })?;
-        f.write_str(if self.instruction_fetch() {
-            ", instruction fetch"
-        } else if self.write() {
-            ", write"
-        } else {
-            ", read"
-        })?;
-        f.write_str(if self.user() { ", user" } else { ", supervisor" })?;
-        if self.reserved_bit() {
-            f.write_str(", reserved bit set in a page-table entry")?;
-        }
-        if self.protection_key() {
-            f.write_str(", protection key")?;
-        }
-        if self.shadow_stack() {
-            f.write_str(", shadow stack")?;
-        }
-        if self.sgx() {
-            f.write_str(", SGX")?;
-        }
-        Ok(())
-    }
-}
-
-/// A decoded selector error code (#TS, #NP, #SS, #GP).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SelectorError(pub u64);
-
-/// The table a selector error code refers to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DescriptorTable {
-    /// Global descriptor table.
-    Gdt,
-    /// Interrupt descriptor table (the index is a vector).
-    Idt,
-    /// Local descriptor table.
-    Ldt,
-}
-
-impl SelectorError {
-    /// EXT: the fault happened while delivering an external event.
-    pub const fn external(self) -> bool {
-        self.0 & 1 != 0
-    }
-    /// The table the index refers to (IDT bit, then TI bit).
-    pub const fn table(self) -> DescriptorTable {
-        if self.0 & (1 << 1) != 0 {
-            DescriptorTable::Idt
-        } else if self.0 & (1 << 2) != 0 {
-            DescriptorTable::Ldt
-        } else {
-            DescriptorTable::Gdt
-        }
-    }
-    /// The descriptor index (a vector for the IDT).
-    pub const fn index(self) -> u16 {
-        ((self.0 >> 3) & 0x1fff) as u16
-    }
-}
-
-impl fmt::Display for SelectorError {
-    /// `GDT index 3`, `IDT vector 32`, `LDT index 1`, + `, external event`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.table() {
-            DescriptorTable::Gdt => write!(f, "GDT index {}", self.index())?,
-            DescriptorTable::Idt => write!(f, "IDT vector {}", self.index())?,
-            DescriptorTable::Ldt => write!(f, "LDT index {}", self.index())?,
-        }
-        if self.external() {
-            f.write_str(", external event")?;
-        }
-        Ok(())
-    }
-}
-
-/// Control registers as read in the fatal path.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ControlRegs {
-    /// CR0.
-    pub cr0: u64,
-    /// CR2 (read for #PF and #DF only, else 0).
-    pub cr2: u64,
-    /// CR3.
-    pub cr3: u64,
-    /// CR4.
-    pub cr4: u64,
-}
-
-/// Writes the report (everything but the backtrace) for an unhandled trap.
-/// `cpu` is the CPU index (`usize::MAX`: not known yet, before the CPU's
-/// per-CPU header exists).
-pub fn write_report(
-    w: &mut impl Write,
-    frame: &TrapFrame,
-    cpu: usize,
-    apic_id: u32,
-    regs: &ControlRegs,
-) -> fmt::Result {
-    let vector = frame.vector();
-    let (name, description) = vector_name(vector);
-    if vector < FIRST_INTERRUPT_VECTOR {
-        write!(w, "*** CPU EXCEPTION {name} (vector {vector}, {description})")?;
-    } else {
-        write!(w, "*** UNHANDLED INTERRUPT (vector {vector}, {description})")?;
-    }
-    if cpu == usize::MAX {
-        writeln!(w, " on a CPU not set up yet (APIC id {apic_id})")?;
-    } else {
-        writeln!(w, " on CPU {cpu} (APIC id {apic_id})")?;
-    }
-    write!(w, "error code: {:#x}", frame.error_code)?;
-    if has_selector_error(vector) && frame.error_code != 0 {
-        write!(w, " (selector error: {})", SelectorError(frame.error_code))?;
-    }
-    writeln!(w)?;
-    writeln!(w, "RIP: {:#018x}  CS: {:#x}  RFLAGS: {:#018x}", frame.rip, frame.cs, frame.rflags)?;
-    writeln!(w, "RSP: {:#018x}  SS: {:#x}", frame.rsp, frame.ss)?;
-    if vector == vector::PAGE_FAULT {
-        writeln!(w, "CR2: {:#018x} (page fault address; {})", regs.cr2, PageFaultError(frame.error_code))?;
-        if regs.cr2 < 0x1000 {
-            writeln!(w, "hint: the address is in page 0: a null-pointer dereference")?;
-        }
-    } else if vector == vector::DOUBLE_FAULT {
-        writeln!(
-            w,
-            "CR2: {:#018x} (last page-fault address: where a #PF that could not be delivered faulted, e.g. a stack overflow)",
-            regs.cr2
-        )?;
-    }
-    let gprs: [(&str, u64); 15] = [
-        ("RAX", frame.rax),
-        ("RBX", frame.rbx),
-        ("RCX", frame.rcx),
-        ("RDX", frame.rdx),
-        ("RSI", frame.rsi),
-        ("RDI", frame.rdi),
-        ("RBP", frame.rbp),
-        ("R8", frame.r8),
-        ("R9", frame.r9),
-        ("R10", frame.r10),
-        ("R11", frame.r11),
-        ("R12", frame.r12),
-        ("R13", frame.r13),
-        ("R14", frame.r14),
-        ("R15", frame.r15),
-    ];
-    for line in gprs.chunks(3) {
-        for (i, (name, value)) in line.iter().enumerate() {
-            let separator = if i == 0 { "" } else { "  " };
-            let pad = if name.len() == 2 { " " } else { "" };
-            write!(w, "{separator}{name}:{pad} {value:#018x}")?;
-        }
-        writeln!(w)?;
-    }
-    writeln!(w, "CR0: {:#018x}  CR3: {:#018x}  CR4: {:#018x}", regs.cr0, regs.cr3, regs.cr4)
-}
-
-/// Most frames the backtrace shows.
-const MAX_BACKTRACE: usize = 16;
-
-/// Walks the frame-pointer chain from `rbp` (guest code is built with
-/// `force-frame-pointers`: `[rbp]` is the caller's rbp, `[rbp + 8]` the
-/// return address), storing return addresses in `out`; returns how many.
-/// Stops at anything implausible: a null, misaligned or non-increasing frame
-/// pointer, one outside the identity-mapped first 4 GiB or in page 0, or a
-/// null return address. `read` is only called on addresses passing those
-/// checks.
-fn walk_frame_pointers(mut rbp: u64, out: &mut [u64], read: impl Fn(u64) -> u64) -> usize {
-    const LIMIT: u64 = 4 << 30;
-    let mut count = 0;
-    while count < out.len() {
-        if rbp < 0x1000 || !rbp.is_multiple_of(8) || rbp >= LIMIT - 16 {
-            break;
-        }
-        let return_address = read(rbp + 8);
-        if return_address == 0 {
-            break;
-        }
-        out[count] = return_address;
-        count += 1;
-        let next = read(rbp);
-        if next <= rbp {
-            break;
-        }
-        rbp = next;
-    }
-    count
-}
-
-/// Writes the backtrace line (nothing when it is empty).
-fn write_backtrace(w: &mut impl Write, frames: &[u64]) -> fmt::Result {
-    if frames.is_empty() {
-        return Ok(());
-    }
-    write!(w, "backtrace (frame pointers):")?;
-    for address in frames {
-        write!(w, " {address:#x}")?;
-    }
-    writeln!(w)
-}
-
-/// Builds the one-line message of a nested fatal trap in `buf` without
-/// `core::fmt`; returns its length.
-fn nested_message(vector: u8, buf: &mut [u8; 128]) -> usize {
-    let (name, _) = vector_name(vector);
-    let mut digits = [0u8; 3];
-    let mut n = vector;
-    let mut first = digits.len();
-    loop {
-        first -= 1;
-        digits[first] = b'0' + n % 10;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let parts: [&[u8]; 5] = [
-        b"*** nested CPU exception ",
-        name.as_bytes(),
-        b" (vector ",
-        &digits[first..],
-        b") while reporting an exception; exiting\n",
-    ];
-    let mut len = 0;
-    for part in parts {
-        buf[len..len + part.len()].copy_from_slice(part);
-        len += part.len();
-    }
-    len
 }
 
 #[cfg(test)]
@@ -676,34 +314,6 @@ mod tests {
         assert_eq!(core::mem::offset_of!(TrapFrame, error_code), 16 * 8);
         // 16-byte aligned after the pushes when the CPU aligned the frame.
         assert_eq!(size_of::<TrapFrame>() % 16, 0);
-    }
-
-    #[test]
-    fn vector_names() {
-        assert_eq!(vector_name(0), ("#DE", "divide error"));
-        assert_eq!(vector_name(3), ("#BP", "breakpoint"));
-        assert_eq!(vector_name(6), ("#UD", "invalid opcode"));
-        assert_eq!(vector_name(8).0, "#DF");
-        assert_eq!(vector_name(13).0, "#GP");
-        assert_eq!(vector_name(14), ("#PF", "page fault"));
-        assert_eq!(vector_name(18).0, "#MC");
-        assert_eq!(vector_name(19).0, "#XM");
-        assert_eq!(vector_name(21).0, "#CP");
-        assert_eq!(vector_name(28).0, "#HV");
-        assert_eq!(vector_name(29).0, "#VC");
-        assert_eq!(vector_name(30).0, "#SX");
-        for v in [9, 15, 22, 23, 24, 25, 26, 27, 31] {
-            assert_eq!(vector_name(v).0, "reserved", "vector {v}");
-        }
-        assert_eq!(vector_name(32).0, "INT");
-        assert_eq!(vector_name(255).0, "INT");
-        let expected = [
-            "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "reserved", "#TS", "#NP", "#SS",
-            "#GP", "#PF", "reserved", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
-        ];
-        for (v, name) in expected.iter().enumerate() {
-            assert_eq!(vector_name(v as u8).0, *name);
-        }
     }
 
     /// What an entry stub does, decoded from its machine code: the
@@ -762,38 +372,6 @@ mod tests {
     }
 
     #[test]
-    fn page_fault_error_decoding() {
-        assert_eq!(PageFaultError(0).to_string(), "not present, read, supervisor");
-        assert_eq!(PageFaultError(0b11).to_string(), "protection violation, write, supervisor");
-        assert_eq!(PageFaultError(0b110).to_string(), "not present, write, user");
-        assert_eq!(
-            PageFaultError(0b1001).to_string(),
-            "protection violation, read, supervisor, reserved bit set in a page-table entry"
-        );
-        assert_eq!(
-            PageFaultError(0b10001).to_string(),
-            "protection violation, instruction fetch, supervisor"
-        );
-        assert_eq!(
-            PageFaultError(0x8060).to_string(),
-            "not present, read, supervisor, protection key, shadow stack, SGX"
-        );
-        let e = PageFaultError(0x1f);
-        assert!(e.present() && e.write() && e.user() && e.reserved_bit() && e.instruction_fetch());
-    }
-
-    #[test]
-    fn selector_error_decoding() {
-        assert_eq!(SelectorError(0x18).to_string(), "GDT index 3");
-        assert_eq!(SelectorError(0x19).to_string(), "GDT index 3, external event");
-        assert_eq!(SelectorError(13 << 3 | 0b10).to_string(), "IDT vector 13");
-        assert_eq!(SelectorError(0x0c).to_string(), "LDT index 1");
-        // The IDT bit wins over TI.
-        assert_eq!(SelectorError(0b110).table(), DescriptorTable::Idt);
-        assert_eq!(SelectorError(0xfff8).index(), 0x1fff);
-    }
-
-    #[test]
     fn gate_encoding() {
         let [low, high] = encode_gate(0x1234_5678_9abc_def0, 0x08, 1, true);
         assert_eq!(low, 0x9abc_8e01_0008_def0);
@@ -807,162 +385,70 @@ mod tests {
         assert_eq!(size_of::<Idt>(), 4096);
     }
 
-    fn sample_frame(vector: u64, error_code: u64) -> TrapFrame {
-        TrapFrame {
-            rax: 0xa,
-            rbx: 0xb,
-            r15: 0xf15,
-            vector,
-            error_code,
-            rip: 0x10_2345,
-            cs: 0x8,
-            rflags: 0x1_0002,
-            rsp: 0x12_3f50,
-            ss: 0x10,
-            ..TrapFrame::default()
+    #[test]
+    fn fill_encodes_every_gate() {
+        // Within one 64 KiB block (the fast path), at its very end, and
+        // straddling a boundary (the general path); above 4 GiB too.
+        for first in [0x10_0170, 0x10_f000, 0x10_f010, 0x1_2345_fff0] {
+            let idt = Box::new(Idt { gates: [const { [AtomicU64::new(0), AtomicU64::new(0)] }; VECTORS] });
+            idt.fill_with_stubs_at(first);
+            for (vector, gate) in (0..=u8::MAX).zip(&idt.gates) {
+                let handler = first + STUB_SIZE * u64::from(vector);
+                let expected = encode_gate(handler, gdt::KERNEL_CS, ist_for(vector), true);
+                let got = [gate[0].load(Ordering::Relaxed), gate[1].load(Ordering::Relaxed)];
+                assert_eq!(got, expected, "vector {vector}, stubs at {first:#x}");
+            }
         }
     }
 
     #[test]
-    fn report_for_invalid_opcode() {
+    fn control_register_line() {
         let mut out = String::new();
-        let regs = ControlRegs { cr0: 0x8001_0033, cr2: 0, cr3: 0x10_9000, cr4: 0x20 };
-        write_report(&mut out, &sample_frame(6, 0), 0, 0, &regs).unwrap();
-        let expected = "\
-*** CPU EXCEPTION #UD (vector 6, invalid opcode) on CPU 0 (APIC id 0)
-error code: 0x0
-RIP: 0x0000000000102345  CS: 0x8  RFLAGS: 0x0000000000010002
-RSP: 0x0000000000123f50  SS: 0x10
-RAX: 0x000000000000000a  RBX: 0x000000000000000b  RCX: 0x0000000000000000
-RDX: 0x0000000000000000  RSI: 0x0000000000000000  RDI: 0x0000000000000000
-RBP: 0x0000000000000000  R8:  0x0000000000000000  R9:  0x0000000000000000
-R10: 0x0000000000000000  R11: 0x0000000000000000  R12: 0x0000000000000000
-R13: 0x0000000000000000  R14: 0x0000000000000000  R15: 0x0000000000000f15
-CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020
-";
-        assert_eq!(out, expected);
+        write_control_regs(&mut out, 0x8001_0033, 0x10_9000, 0x20).unwrap();
+        assert_eq!(out, "CR0: 0x0000000080010033  CR3: 0x0000000000109000  CR4: 0x0000000000000020\n");
     }
 
     #[test]
-    fn report_for_page_fault_and_gp() {
-        let mut out = String::new();
-        let regs = ControlRegs { cr2: 0x10_0000_0000, ..ControlRegs::default() };
-        write_report(&mut out, &sample_frame(14, 0), 1, 2, &regs).unwrap();
-        assert!(out.starts_with("*** CPU EXCEPTION #PF (vector 14, page fault) on CPU 1 (APIC id 2)\n"));
-        assert!(
-            out.contains("\nCR2: 0x0000001000000000 (page fault address; not present, read, supervisor)\n")
-        );
-        assert!(!out.contains("hint:"));
-
-        let mut out = String::new();
-        let regs = ControlRegs { cr2: 0x8, ..ControlRegs::default() };
-        write_report(&mut out, &sample_frame(14, 2), 0, 0, &regs).unwrap();
-        assert!(out.contains("(page fault address; not present, write, supervisor)\nhint: "));
-
-        let mut out = String::new();
-        write_report(&mut out, &sample_frame(13, 0x18), 0, 0, &ControlRegs::default()).unwrap();
-        assert!(
-            out.starts_with("*** CPU EXCEPTION #GP (vector 13, general protection) on CPU 0 (APIC id 0)\n")
-        );
-        assert!(out.contains("\nerror code: 0x18 (selector error: GDT index 3)\n"));
-        assert!(!out.contains("CR2"));
-
-        let mut out = String::new();
-        write_report(&mut out, &sample_frame(13, 0), 0, 0, &ControlRegs::default()).unwrap();
-        assert!(out.contains("\nerror code: 0x0\n"));
-
-        let mut out = String::new();
-        write_report(&mut out, &sample_frame(6, 0), usize::MAX, 3, &ControlRegs::default()).unwrap();
-        assert!(out.starts_with(
-            "*** CPU EXCEPTION #UD (vector 6, invalid opcode) on a CPU not set up yet (APIC id 3)\n"
-        ));
-
-        let mut out = String::new();
-        write_report(&mut out, &sample_frame(40, 0), 3, 7, &ControlRegs::default()).unwrap();
-        assert!(
-            out.starts_with("*** UNHANDLED INTERRUPT (vector 40, external interrupt) on CPU 3 (APIC id 7)\n")
-        );
-    }
-
-    #[test]
-    fn report_for_double_fault_shows_cr2() {
-        let mut out = String::new();
-        let regs = ControlRegs { cr2: 0x100_0000_0ff8, ..ControlRegs::default() };
-        write_report(&mut out, &sample_frame(8, 0), 0, 0, &regs).unwrap();
-        assert!(out.starts_with("*** CPU EXCEPTION #DF (vector 8, double fault) on CPU 0 (APIC id 0)\n"));
-        assert!(out.contains("\nCR2: 0x0000010000000ff8 (last page-fault address: "));
-        assert!(!out.contains("hint:"));
-    }
-
-    #[test]
-    fn explainers_get_the_frame_and_cr2() {
-        assert!(reads_cr2(vector::PAGE_FAULT) && reads_cr2(vector::DOUBLE_FAULT));
-        assert!(!reads_cr2(vector::GENERAL_PROTECTION) && !reads_cr2(6) && !reads_cr2(32));
-        let info = fault_info(&sample_frame(8, 0), 0x1234, Some(2));
-        assert_eq!(
-            info,
-            ukplat::fault::FaultInfo {
-                vector: 8,
-                error_code: 0,
-                rip: 0x10_2345,
-                rsp: 0x12_3f50,
-                cr2: 0x1234,
-                cpu: Some(2)
-            }
-        );
-        assert_eq!(fault_info(&sample_frame(14, 2), 0, None).error_code, 2);
-    }
-
-    #[test]
-    fn frame_pointer_walk() {
+    fn page_table_walk() {
         use std::collections::HashMap;
-        let memory: HashMap<u64, u64> = [
-            (0x20_0000, 0x20_0040),
-            (0x20_0008, 0x10_1111),
-            (0x20_0040, 0x20_0100),
-            (0x20_0048, 0x10_2222),
-            (0x20_0100, 0), // outermost frame: rbp 0
-            (0x20_0108, 0x10_3333),
+        // PML4 at 0x1000: entry 0 -> PDPT 0x2000, entry 2 -> PDPT 0x5000
+        // (1 TiB up); PDPT 0x2000: entry 0 -> PD 0x3000, entry 1 a 1 GiB
+        // page; PD 0x3000: entry 0 -> PT 0x4000, entry 1 a 2 MiB page; PT
+        // 0x4000: page 1 only. PDPT 0x5000, entry 0 -> PD 0x1_0000_0000,
+        // outside the identity map.
+        let tables: HashMap<u64, u64> = [
+            (0x1000, 0x2003),
+            (0x1000 + 2 * 8, 0x5003),
+            (0x2000, 0x3003),
+            (0x2000 + 8, 0x4000_0083),
+            (0x3000, 0x4003),
+            (0x3000 + 8, 0x20_0083),
+            (0x4000 + 8, 0x8000_0000_0000_1003), // NX set: still readable
+            (0x5000, 0x1_0000_0003),
         ]
         .into();
-        let read = |addr: u64| *memory.get(&addr).unwrap_or_else(|| panic!("read of {addr:#x}"));
-        let mut out = [0; MAX_BACKTRACE];
-        let n = walk_frame_pointers(0x20_0000, &mut out, read);
-        assert_eq!(out[..n], [0x10_1111, 0x10_2222, 0x10_3333]);
-        let walked = out;
-        // Implausible frame pointers are never read.
-        assert_eq!(walk_frame_pointers(0, &mut out, read), 0);
-        assert_eq!(walk_frame_pointers(0x20_0004, &mut out, read), 0);
-        assert_eq!(walk_frame_pointers(0x8, &mut out, read), 0);
-        assert_eq!(walk_frame_pointers(u64::MAX - 7, &mut out, read), 0);
-        // A loop stops.
-        let looping = |addr: u64| {
-            if addr.is_multiple_of(16) { addr } else { 0x10_0000 }
+        let read = |addr: u64| {
+            assert!(
+                (0x1000..IDENTITY_MAP_END).contains(&addr) && addr.is_multiple_of(8),
+                "read of {addr:#x}"
+            );
+            tables.get(&addr).copied().unwrap_or(0)
         };
-        assert_eq!(walk_frame_pointers(0x20_0000, &mut out, looping), 1);
-        // The output bounds the walk.
-        let mut two = [0; 2];
-        assert_eq!(walk_frame_pointers(0x20_0000, &mut two, read), 2);
-
-        let mut text = String::new();
-        write_backtrace(&mut text, &walked[..n]).unwrap();
-        assert_eq!(text, "backtrace (frame pointers): 0x101111 0x102222 0x103333\n");
-        text.clear();
-        write_backtrace(&mut text, &[]).unwrap();
-        assert_eq!(text, "");
-    }
-
-    #[test]
-    fn nested_message_is_one_line() {
-        let mut buf = [0u8; 128];
-        let n = nested_message(14, &mut buf);
-        assert_eq!(
-            core::str::from_utf8(&buf[..n]).unwrap(),
-            "*** nested CPU exception #PF (vector 14) while reporting an exception; exiting\n"
-        );
-        let n = nested_message(255, &mut buf);
-        assert!(core::str::from_utf8(&buf[..n]).unwrap().contains("INT (vector 255)"));
-        let n = nested_message(0, &mut buf);
-        assert!(core::str::from_utf8(&buf[..n]).unwrap().contains("#DE (vector 0)"));
+        let cr3 = 0x1000 | 0x18; // PWT/PCD bits are not part of the address
+        assert!(!mapped(0x0, cr3, read), "page 0");
+        assert!(mapped(0x1000, cr3, read));
+        assert!(mapped(0x1ff8, cr3, read));
+        assert!(!mapped(0x2000, cr3, read));
+        assert!(mapped(0x20_0000, cr3, read), "2 MiB page");
+        assert!(mapped(0x3f_fff8, cr3, read));
+        assert!(!mapped(0x40_0000, cr3, read));
+        assert!(mapped(0x4000_0000, cr3, read), "1 GiB page");
+        assert!(mapped(0x7fff_fff8, cr3, read));
+        assert!(!mapped(0x8000_0000, cr3, read));
+        assert!(!mapped(0x100_0000_0000, cr3, read), "its PD lies above the identity map");
+        assert!(!mapped(0x8000_0000_0000, cr3, read), "non-canonical");
+        assert!(!mapped(0xffff_8000_0000_0000, cr3, read), "canonical, not mapped");
+        assert!(!mapped(0x1000, 0x1_0000_0000, read), "PML4 above the identity map");
+        assert!(!mapped(0x1000, 0, read), "PML4 in page 0");
     }
 }

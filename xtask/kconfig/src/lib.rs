@@ -51,7 +51,11 @@
 //! * **Command-line overrides** (`--set`): `LIB.OPTION=VALUE`, or
 //!   `platform.OPTION=VALUE`, where VALUE is read according to the option's
 //!   type (`true`/`false`, a decimal or `0x` hexadecimal integer, a string as
-//!   is, or one of the choices).
+//!   is, or one of the choices). `platform.name=NAME` chooses the platform
+//!   instead of the file's `[platform] name` (the last one wins, wherever it
+//!   is): the file's `[platform]` options that NAME declares keep their
+//!   values; those only the file's platform declares are dropped, each with
+//!   a line in [`Resolved::notes`]; any other is still an error.
 //!
 //! [`Workspace::resolve`] selects the libraries named by the config file, the
 //! platform's `selects` and everything those select in turn; checks every
@@ -279,6 +283,12 @@ pub struct Resolved {
     /// The platform's options (owner `"platform"`), then the selected
     /// libraries' options, libraries sorted, options in declaration order.
     pub options: Vec<ResolvedOption>,
+    /// What the resolution left out on purpose, one line each, for the
+    /// user to see (`note: ...`): options of the config file's platform
+    /// that the platform chosen by `--set platform.name=NAME` does not
+    /// have, e.g. `config/helloworld.toml: platform.machine = "microvm" is
+    /// an option of kvm, not of linuxu: not used (--set platform.name=linuxu)`.
+    pub notes: Vec<String>,
 }
 
 /// One option with its resolved value.

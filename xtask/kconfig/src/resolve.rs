@@ -26,6 +26,14 @@ fn has_options(name: &str, extra: Option<&str>, options: &[OptionDecl]) -> Strin
     }
 }
 
+/// A TOML value as written in a config file, on one line.
+fn toml_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => quote(s),
+        other => other.to_string().replace('\n', " "),
+    }
+}
+
 /// Values set so far, by (owner, option).
 type Values = BTreeMap<(String, String), (Value, Source)>;
 
@@ -100,7 +108,7 @@ pub(crate) fn resolve(
             return Err(ctx.err(file, "platform.name", format!("missing; platforms: {platforms}")));
         }
     };
-    let platform: &Library = ws.platforms.get(platform_name).ok_or_else(|| {
+    let file_platform: &Library = ws.platforms.get(platform_name).ok_or_else(|| {
         ctx.err(
             file,
             "platform.name",
@@ -108,17 +116,53 @@ pub(crate) fn resolve(
         )
     })?;
 
+    // `--set platform.name=NAME` chooses the platform instead of the file
+    // (the last one wins, wherever it is among the other `--set`s).
+    let chosen = sets.iter().filter_map(|s| s.strip_prefix("platform.name=")).next_back();
+    let platform: &Library = match chosen {
+        None => file_platform,
+        Some(name) => ws.platforms.get(name).ok_or_else(|| {
+            ConfigError::new(
+                "--set",
+                "platform.name",
+                format!("unknown platform {}; known: {platforms}", quote(name)),
+            )
+        })?,
+    };
+    let switched = !std::ptr::eq(platform, file_platform);
+    let platform_name = &platform.name;
+    let by_set = format!("--set platform.name={platform_name}");
+    let mut notes = Vec::new();
+
     let mut values = Values::new();
     for (key, v) in platform_table.iter().filter(|(k, _)| *k != "name") {
         let full = format!("platform.{key}");
-        let decl = platform.options.iter().find(|o| &o.name == key).ok_or_else(|| {
-            ctx.err(
-                file,
-                &full,
-                format!("unknown option; {}", has_options(&platform.name, Some("name"), &platform.options)),
-            )
+        let Some(decl) = platform.options.iter().find(|o| &o.name == key) else {
+            if switched && file_platform.options.iter().any(|o| &o.name == key) {
+                // An option of the file's platform that the chosen one lacks.
+                notes.push(format!(
+                    "{shown}: {full} = {} is an option of {}, not of {platform_name}: not used ({by_set})",
+                    toml_text(v),
+                    file_platform.name
+                ));
+                continue;
+            }
+            let mut message = format!(
+                "unknown option; {}",
+                has_options(&file_platform.name, Some("name"), &file_platform.options)
+            );
+            if switched {
+                message.push_str(&format!(
+                    "; {} (chosen by {by_set})",
+                    has_options(platform_name, None, &platform.options)
+                ));
+            }
+            return Err(ctx.err(file, &full, message));
+        };
+        let value = value::from_toml(&decl.ty, v).map_err(|m| {
+            let m = if switched { format!("{m} (platform {platform_name}, chosen by {by_set})") } else { m };
+            ctx.err(file, &full, m)
         })?;
-        let value = value::from_toml(&decl.ty, v).map_err(|m| ctx.err(file, &full, m))?;
         values.insert(("platform".to_string(), key.clone()), (value, Source::AppFile));
     }
 
@@ -201,13 +245,17 @@ pub(crate) fn resolve(
     for dep in &app_decl.lib_deps {
         if ws.platforms.contains_key(dep) {
             if dep != platform_name {
+                let fix = if switched {
+                    format!(" (by {by_set}); choose {}", quote(dep))
+                } else {
+                    format!("; set name = {}", quote(dep))
+                };
                 return Err(ctx.err(
                     file,
                     "platform.name",
                     format!(
-                        "app '{app}' uses platform '{dep}' ({app_manifest}) but the configuration chooses {}; set name = {}",
+                        "app '{app}' uses platform '{dep}' ({app_manifest}) but the configuration chooses {}{fix}",
                         quote(platform_name),
-                        quote(dep)
                     ),
                 ));
             }
@@ -222,8 +270,8 @@ pub(crate) fn resolve(
         }
     }
 
-    // --set overrides.
-    for set in sets {
+    // --set overrides (`platform.name` chose the platform above).
+    for set in sets.iter().filter(|s| !s.starts_with("platform.name=")) {
         apply_set(ws, platform, &selected, &shown, set, &mut values)?;
     }
 
@@ -246,6 +294,7 @@ pub(crate) fn resolve(
         platform: platform_name.clone(),
         libraries: selected.into_iter().collect(),
         options,
+        notes,
     })
 }
 

@@ -742,7 +742,7 @@ fn err_set_values() {
     );
     assert_eq!(
         mini_err(DEMO, &["platform.name=xen"]),
-        "--set: platform.name: the platform is chosen by [platform] name in config/case.toml, not by --set"
+        "--set: platform.name: unknown platform \"xen\"; known: virt"
     );
 }
 
@@ -752,6 +752,169 @@ fn err_set_on_unselected_library() {
         mini_err(DEMO, &["beta.offset=1"]),
         "--set: beta.offset: library 'beta' is not selected by config/case.toml; \
          add [libraries.beta] to config/case.toml to select it (selected: alpha, base)"
+    );
+}
+
+// ------------------------------------------ --set platform.name=NAME
+
+/// The mini workspace with a second platform, `bare` (options `mem` with a
+/// wider range, `cmdline` and `pins`; selects `base`), and `virt` with an
+/// extra option `machine` that `bare` lacks and selecting `beta` too, which
+/// app `demo` then uses.
+fn two_platforms(name: &str) -> TempWs {
+    let t = TempWs::mini(name);
+    let virt = mini_file("platforms/virt/Kconfig.toml")
+        .replace("selects = [\"base\"]\n", "selects = [\"base\", \"beta\"]\n");
+    t.write(
+        "platforms/virt/Kconfig.toml",
+        &format!(
+            "{virt}\n[options.machine]\ntype = \"choice\"\ndefault = \"small\"\nchoices = [\"small\", \"big\"]\nhelp = \"Machine\"\n"
+        ),
+    );
+    t.write(
+        "platforms/virt/Cargo.toml",
+        "[package]\nname = \"ukplat-virt\"\n\n[dependencies]\nbase.workspace = true\nbeta.workspace = true\nukconfig.workspace = true\n",
+    );
+    t.write(
+        "platforms/bare/Kconfig.toml",
+        r#"[library]
+name = "bare"
+kind = "platform"
+help = "A bare platform"
+selects = ["base"]
+
+[options.mem]
+type = "int"
+default = 64
+range = [16, 1024]
+help = "Memory in MiB"
+
+[options.cmdline]
+type = "string"
+default = ""
+help = "Command line"
+
+[options.pins]
+type = "bool"
+default = false
+help = "Pinning"
+"#,
+    );
+    t.write(
+        "platforms/bare/Cargo.toml",
+        "[package]\nname = \"ukplat-bare\"\n\n[dependencies]\nbase.workspace = true\nukconfig.workspace = true\n",
+    );
+    t
+}
+
+/// A `virt` config with an option of each kind: shared with `bare` (`mem`,
+/// `cmdline`) and `virt`'s alone (`machine`).
+const VIRT_FULL: &str =
+    "[platform]\nname = \"virt\"\nmem = 48\ncmdline = \"a b\"\nmachine = \"big\"\n[libraries.alpha]\n";
+
+#[test]
+fn set_platform_name_chooses_the_platform() {
+    let t = two_platforms("choose");
+    // Without it: the file's platform, no notes.
+    let r = t.resolve_text(VIRT_FULL, &[]).unwrap();
+    assert_eq!(r.platform, "virt");
+    assert_eq!(r.option("platform", "machine"), Some(&Value::Choice("big".into())));
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert!(r.libraries.contains(&"beta".to_string()));
+
+    // With it: the shared options keep the file's values, virt's own is
+    // dropped with a note, bare's own get their defaults or --set values
+    // (set before or after the name: the order does not matter).
+    for sets in
+        [&["platform.name=bare", "platform.pins=true"][..], &["platform.pins=true", "platform.name=bare"]]
+    {
+        let r = t.resolve_text(VIRT_FULL, sets).unwrap();
+        assert_eq!(r.platform, "bare");
+        let source = |name: &str| {
+            r.options
+                .iter()
+                .find(|o| o.owner == "platform" && o.decl.name == name)
+                .map(|o| (o.value.clone(), o.source))
+        };
+        assert_eq!(source("mem"), Some((Value::Int(48), Source::AppFile)));
+        assert_eq!(source("cmdline"), Some((Value::Str("a b".into()), Source::AppFile)));
+        assert_eq!(source("pins"), Some((Value::Bool(true), Source::CommandLine)));
+        assert_eq!(source("machine"), None);
+        assert_eq!(
+            r.notes,
+            [
+                "config/case.toml: platform.machine = \"big\" is an option of virt, not of bare: not used (--set platform.name=bare)"
+            ]
+        );
+        assert_eq!(r.libraries, ["alpha", "base"], "bare's selects, not virt's");
+        let ws = t.ws();
+        let rs = r.to_rust(&ws);
+        assert!(rs.contains("    pub const NAME: &str = \"bare\";\n"), "{rs}");
+        assert!(rs.contains("    pub const MEM: usize = 48;\n"), "{rs}");
+    }
+
+    // The last one wins; naming the file's platform changes nothing.
+    let r = t.resolve_text(VIRT_FULL, &["platform.name=bare", "platform.name=virt"]).unwrap();
+    assert_eq!((r.platform.as_str(), r.notes.len()), ("virt", 0));
+    assert_eq!(r.option("platform", "machine"), Some(&Value::Choice("big".into())));
+    // The other way round: bare's own option is dropped with a note.
+    let r = t
+        .resolve_text(
+            "[platform]\nname = \"bare\"\npins = true\nmem = 20\n[libraries.alpha]\n[libraries.beta]\n",
+            &["platform.name=virt"],
+        )
+        .unwrap();
+    assert_eq!(r.platform, "virt");
+    assert_eq!(r.option("platform", "mem"), Some(&Value::Int(20)));
+    assert_eq!(
+        r.notes,
+        [
+            "config/case.toml: platform.pins = true is an option of bare, not of virt: not used (--set platform.name=virt)"
+        ]
+    );
+}
+
+#[test]
+fn set_platform_name_errors() {
+    let t = two_platforms("chooseerr");
+    let err = |config: &str, sets: &[&str]| one_line(t.resolve_text(config, sets));
+    assert_eq!(
+        err(VIRT_FULL, &["platform.name=nosuch"]),
+        "--set: platform.name: unknown platform \"nosuch\"; known: bare, virt"
+    );
+    assert_eq!(
+        err(VIRT_FULL, &["platform.name="]),
+        "--set: platform.name: unknown platform \"\"; known: bare, virt"
+    );
+    // An option neither platform declares is still an error.
+    assert_eq!(
+        err("[platform]\nname = \"virt\"\nbogus = 1\n[libraries.alpha]\n", &["platform.name=bare"]),
+        "config/case.toml: platform.bogus: unknown option; virt has: name, mem, cmdline, machine; \
+         bare has: mem, cmdline, pins (chosen by --set platform.name=bare)"
+    );
+    // A shared option must be valid for the chosen platform.
+    assert_eq!(
+        err("[platform]\nname = \"bare\"\nmem = 100\n[libraries.alpha]\n", &["platform.name=virt"]),
+        "config/case.toml: platform.mem: 100 is outside the range 16..=64 \
+         (platform virt, chosen by --set platform.name=virt)"
+    );
+    // --set of an option the chosen platform lacks.
+    assert_eq!(
+        err(VIRT_FULL, &["platform.machine=small", "platform.name=bare"]),
+        "--set: platform.machine: unknown option; bare has: mem, cmdline, pins"
+    );
+    // The app uses a library that only the file's platform selects.
+    let t = two_platforms("chooseapp");
+    t.write(
+        "apps/demo/Cargo.toml",
+        &mini_file("apps/demo/Cargo.toml")
+            .replace("beta = { workspace = true, optional = true }", "beta.workspace = true"),
+    );
+    assert!(t.resolve_text(VIRT_FULL, &[]).is_ok());
+    assert_eq!(
+        one_line(t.resolve_text(VIRT_FULL, &["platform.name=bare"])),
+        "config/case.toml: libraries: app 'demo' uses library 'beta' (apps/demo/Cargo.toml) \
+         but the configuration does not select it; add [libraries.beta]"
     );
 }
 
@@ -1194,7 +1357,7 @@ fn real_errors() {
     let e = real_err(&format!("{hello}[libraries.ukfoo]\n"), &[]);
     assert!(e.starts_with("x.toml: libraries.ukfoo: unknown library; known: "), "{e}");
     assert!(
-        e.contains("apic, posix-futex, ukalloc, ukarch, ukboot, ukconsole, uklock, ukplat, ukrcu, uksched, uksmp, ukspin"),
+        e.contains("apic, posix-futex, ukalloc, ukarch, ukbench, ukboot, ukconsole, uklock, ukplat, ukrcu, uksched, uksmp, ukspin"),
         "{e}"
     );
     assert_eq!(
@@ -1219,6 +1382,32 @@ fn real_errors() {
         one_line(ws.resolve("helloworld", Some(&ws.root.join("config/nope.toml")), &[])),
         "config/nope.toml: cannot read: No such file or directory"
     );
+}
+
+#[test]
+fn real_helloworld_on_linuxu() {
+    let r = real_resolve("helloworld", &["platform.name=linuxu", "platform.cpus=2"]);
+    assert_eq!(r.platform, "linuxu");
+    assert_eq!(
+        r.notes,
+        [
+            "config/helloworld.toml: platform.machine = \"microvm\" is an option of kvm, not of linuxu: not used (--set platform.name=linuxu)"
+        ]
+    );
+    assert_eq!(r.option("platform", "memory"), Some(&Value::Int(64)));
+    assert_eq!(r.option("platform", "cpus"), Some(&Value::Int(2)));
+    assert_eq!(r.option("platform", "machine"), None);
+    assert!(!r.libraries.contains(&"apic".to_string()), "kvm selects apic, linuxu does not");
+    assert!(r.to_rust(&real()).contains("    pub const NAME: &str = \"linuxu\";\n"));
+    assert!(real_resolve("helloworld", &[]).notes.is_empty());
+    let e = one_line(real().resolve("helloworld", None, &["platform.name=nosuch".to_string()]));
+    assert_eq!(e, "--set: platform.name: unknown platform \"nosuch\"; known: kvm, linuxu");
+    let e = one_line(real().resolve(
+        "helloworld",
+        None,
+        &["platform.name=linuxu".to_string(), "platform.accel=tcg".to_string()],
+    ));
+    assert!(e.starts_with("--set: platform.accel: unknown option; linuxu has: cpus, "), "{e}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! Measuring the TSC frequency against a clock of known rate.
+//! The clock of `ukplat::clock` on kvm: the TSC, and measuring its
+//! frequency against a clock of known rate (`platform.clock_source`).
 //!
 //! | source | how | wait | where |
 //! |---|---|---|---|
@@ -7,11 +8,20 @@
 //! | [`Source::PmTimer`] | count TSC cycles over `calibration_ms` of the 3.579545 MHz ACPI PM timer | `calibration_ms` | q35 |
 //! | [`Source::Pit`] | the same against the 1.193182 MHz PIT channel 0 | `calibration_ms` | microvm, q35 |
 //!
+//! `auto` tries them in that order; naming one makes its absence an error
+//! that the time library reports at boot. The TSC is the same counter on
+//! every CPU (KVM and TCG keep the vCPUs' TSCs in step).
+//!
 //! The counting sources read the reference counter between two TSC reads
 //! and use the midpoint, so one I/O exit of latency (tens of microseconds
 //! under a hypervisor) costs well under 1 % at the default 10 ms.
+//!
+//! Calibration runs only when [`init`] is called (`ukplat::clock::init`,
+//! from the time library's init): an image without `uktime` never waits
+//! for it.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// Where the TSC frequency came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,12 +58,21 @@ pub enum CalibrationError {
     Implausible(Source, u64),
 }
 
+impl CalibrationError {
+    /// As `ukplat`'s error, naming `setting`.
+    pub const fn to_clock_error(self, setting: &'static str) -> ukplat::clock::ClockError {
+        match self {
+            Self::Unavailable(s) => ukplat::clock::ClockError::Unavailable { source: s.name(), setting },
+            Self::Implausible(s, hz) => {
+                ukplat::clock::ClockError::Implausible { source: s.name(), hz, setting }
+            }
+        }
+    }
+}
+
 impl fmt::Display for CalibrationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unavailable(s) => write!(f, "the {} is not available on this machine", s.name()),
-            Self::Implausible(s, hz) => write!(f, "the {} gave an implausible TSC rate of {hz} Hz", s.name()),
-        }
+        fmt::Display::fmt(&self.to_clock_error(""), f)
     }
 }
 
@@ -111,8 +130,92 @@ pub const fn rate(cycles: u64, ticks: u64, reference_hz: u64) -> u64 {
     if ticks == 0 { 0 } else { (cycles as u128 * reference_hz as u128 / ticks as u128) as u64 }
 }
 
-#[cfg(target_os = "none")]
-pub(crate) mod hw {
+/// The calibrated TSC rate (0 before [`init`]).
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// The source [`init`] used, as its index in [`SOURCES`] plus one (0
+/// before it ran).
+static SOURCE: AtomicU8 = AtomicU8::new(0);
+
+/// Every source, in the order `auto` tries them.
+pub const SOURCES: [Source; 4] = [Source::Cpuid, Source::Kvmclock, Source::PmTimer, Source::Pit];
+
+/// The TSC rate [`init`] found, in Hz (0 before it ran).
+pub fn tsc_hz() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// The source [`init`] used (`None` before it ran).
+pub fn source() -> Option<Source> {
+    SOURCES.get(usize::from(SOURCE.load(Ordering::Relaxed)).checked_sub(1)?).copied()
+}
+
+/// Spins for `ns` nanoseconds of the calibrated TSC (not at all before
+/// [`init`]).
+pub fn spin_ns(ns: u64) {
+    let cycles = (u128::from(ns) * u128::from(tsc_hz())).div_ceil(1_000_000_000) as u64;
+    let end = ukarch::tsc::read_ordered().saturating_add(cycles);
+    while ukarch::tsc::read() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// `platform.clock_source` as it reads in the configuration.
+const SETTING: &str = {
+    use ukconfig::platform::ClockSource as C;
+    match ukconfig::platform::CLOCK_SOURCE {
+        C::Auto => "platform.clock_source = \"auto\"",
+        C::Cpuid => "platform.clock_source = \"cpuid\"",
+        C::Kvmclock => "platform.clock_source = \"kvmclock\"",
+        C::Pmtimer => "platform.clock_source = \"pmtimer\"",
+        C::Pit => "platform.clock_source = \"pit\"",
+    }
+};
+
+/// Calibrates the TSC from the configured source (`auto`: the first of
+/// CPUID, kvmclock, PM timer, PIT that works): `ukplat::clock::init`.
+///
+/// # Errors
+/// The configured source's error; with `auto`, the PIT's (the last tried).
+pub fn init() -> Result<ukplat::clock::ClockInfo, ukplat::clock::ClockError> {
+    use ukconfig::platform::ClockSource as C;
+    let ms = ukconfig::platform::CALIBRATION_MS as u64;
+    let pm_timer = ukplat::boot_info().pm_timer;
+    let try_source = |s: Source| match s {
+        Source::Cpuid => hw::cpuid(),
+        Source::Kvmclock => hw::kvmclock(),
+        Source::PmTimer => hw::pm_timer(pm_timer, ms),
+        Source::Pit => hw::pit(ms),
+    };
+    let order: &[Source] = match ukconfig::platform::CLOCK_SOURCE {
+        C::Auto => &SOURCES,
+        C::Cpuid => &[Source::Cpuid],
+        C::Kvmclock => &[Source::Kvmclock],
+        C::Pmtimer => &[Source::PmTimer],
+        C::Pit => &[Source::Pit],
+    };
+    let mut last = CalibrationError::Unavailable(Source::Pit);
+    for &source in order {
+        match try_source(source) {
+            Ok(hz) => {
+                TSC_HZ.store(hz, Ordering::Relaxed);
+                let index = SOURCES.iter().position(|&s| s == source).unwrap_or(0);
+                SOURCE.store(index as u8 + 1, Ordering::Relaxed);
+                return Ok(ukplat::clock::ClockInfo {
+                    hz,
+                    base: ukplat::boot_info().boot_tsc,
+                    source: source.name(),
+                });
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last.to_clock_error(SETTING))
+}
+
+/// The hardware: CPUID, the kvmclock MSR, the PM timer's and the PIT's
+/// ports.
+pub mod hw {
     use super::*;
     use ukarch::regs::{inb, inl, outb, rdmsr, wrmsr};
 
@@ -363,6 +466,12 @@ mod tests {
         assert_eq!(
             CalibrationError::Unavailable(Source::PmTimer).to_string(),
             "the ACPI PM timer is not available on this machine"
+        );
+        assert_eq!(
+            CalibrationError::Implausible(Source::Pit, 5)
+                .to_clock_error("platform.clock_source = \"pit\"")
+                .to_string(),
+            "the PIT gave an implausible counter rate of 5 Hz (platform.clock_source = \"pit\")"
         );
     }
 }
