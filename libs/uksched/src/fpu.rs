@@ -90,10 +90,16 @@ pub(crate) fn switch_out(cpu: &Cpu, prev: &ThreadInner) {
 /// Eager switching: loads the incoming thread's state (interrupts disabled,
 /// on its CPU, right after the switch).
 #[inline(always)]
-pub(crate) fn switch_in(cpu: &Cpu, me: &ThreadInner) {
+pub(crate) fn switch_in(cpu: &Cpu) {
     if LAZY.load(Ordering::Relaxed) {
         return;
     }
+    let me = current_ptr_unguarded();
+    if me.is_null() {
+        return;
+    }
+    // SAFETY: the running thread's record is alive while it runs.
+    let me = unsafe { &*me };
     if me.fpu_saved.load(Ordering::Relaxed) {
         // SAFETY: `me` runs on this CPU now, interrupts disabled: only it
         // touches its area; the FPU is usable (no trap on this platform).

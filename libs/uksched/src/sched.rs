@@ -452,11 +452,7 @@ fn bump(counter: &AtomicU64, by: u64) {
 /// may go (its stack is no longer in use).
 pub(crate) fn finish_switch() {
     let cpu = CPUS.get();
-    let me = current_ptr_unguarded();
-    if !me.is_null() {
-        // SAFETY: the running thread's record is alive while it runs.
-        fpu::switch_in(cpu, unsafe { &*me });
-    }
+    fpu::switch_in(cpu);
     // SAFETY: this CPU's hand-off, interrupts disabled (the switch's).
     let (prev, owned, migrate) = unsafe {
         (

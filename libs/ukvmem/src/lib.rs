@@ -349,14 +349,19 @@ pub fn is_mapped(addr: usize) -> bool {
         return false;
     }
     let a = addr as u64;
-    let own_tables = ukplat::vmem::page_tables().is_some();
     let info = ukplat::boot_info();
-    let in_ram = (a < IDENTITY_MAPPED || !own_tables)
-        && info
-            .memory_map
-            .iter()
-            .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
-    if in_ram || (info.image.start <= a && a < info.image.end) {
+    let in_ram = info
+        .memory_map
+        .iter()
+        .any(|r| r.kind == ukplat::MemoryKind::Ram && r.range.start <= a && a < r.range.end);
+    // The common case (statics, the heap) is answered before asking the
+    // platform about page tables: on kvm that question reads CR3, which an
+    // emulating hypervisor traps.
+    if (in_ram && a < IDENTITY_MAPPED) || (info.image.start <= a && a < info.image.end) {
+        return true;
+    }
+    let own_tables = ukplat::vmem::page_tables().is_some();
+    if in_ram && !own_tables {
         return true;
     }
     if own_tables {
